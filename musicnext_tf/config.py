@@ -1,0 +1,219 @@
+"""Typed experiment configuration: dataclasses, pipeline TOML files and command-line overrides.
+
+A run is described by one `ExperimentConfig` (data -> audio -> features -> model -> train). Presets
+live as TOML files in `pipelines/` (installed as `musicnext_tf.pipelines`); the CLI resolves a preset,
+applies overrides and writes the resolved config into the run folder, so that every number a run
+produced can be traced back to the exact settings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is invalid; the message says where and how to fix it."""
+
+
+@dataclass
+class DataConfig:
+    """Which dataset, where it lives on disk, and how it is split."""
+
+    name: str = "demo"
+    data_dir: str | None = None  # None: the `MUSICNEXT_DATA` environment variable, then the default
+    cache_dir: str | None = None  # None: `MUSICNEXT_CACHE`, then ~/.cache/musicnext-tf
+    test_fraction: float = 0.2
+    validation_fraction: float = 0.0
+    split_seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)  # dataset-specific (see each loader)
+
+
+@dataclass
+class AudioConfig:
+    """Decoding, resampling and the clip rule that picks the excerpt of each recording."""
+
+    sample_rate: int = 22050
+    clip_rule: str = "head"  # "head": first clip_seconds; "paper": the ISMIR2004 rule; "full"
+    clip_seconds: float = 30.0
+    min_seconds: float = 3.0  # shorter recordings are skipped (the "paper" rule needs clip_seconds)
+
+
+@dataclass
+class FeatureConfig:
+    """Log-mel spectrogram and segmenting, as in `docs/paper_spec.md`."""
+
+    n_fft: int = 2048
+    hop_length: int = 256
+    n_mels: int = 128
+    fmin: float = 0.0
+    fmax: float | None = None  # None: sample_rate / 2
+    power: float = 2.0
+    log_floor: float = 1e-10
+    fft_dtype: str = "float64"  # "float32" is faster but has a ~135 dB round-off floor
+    segment_frames: int = 256
+    segments_per_clip: int = 10
+
+
+@dataclass
+class ModelConfig:
+    """Network architecture and classification head."""
+
+    architecture: str = "musicnext"
+    depths: list[int] = field(default_factory=lambda: [3, 3, 9, 3])
+    widths: list[int] = field(default_factory=lambda: [96, 192, 384, 768])
+    stem_kernel: int = 4
+    kernel_size: int = 7
+    expansion: int = 4
+    elu_position: str = "after_depthwise"  # or "after_expand" (ConvNeXt's place)
+    layer_scale: float | None = None  # initial per-channel scale, None: off
+    drop_path: float = 0.0
+    head: str = "lsoftmax"  # or "softmax"
+    margin: int = 4
+    lambda_base: float = 1000.0
+    lambda_power: float = 35.0
+    lambda_min: float = 0.0
+    anneal_epochs: float | None = (
+        None  # epochs over which lambda decays to ~1.7; None: the whole run
+    )
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and input-pipeline settings."""
+
+    epochs: int = 50
+    batch_size: int = 50
+    learning_rate: float = 1e-3
+    seed: int = 0
+    flip_probability: float = 0.5
+    shuffle_buffer: int = 2000  # segments shuffled together (about 260 MB at 256 x 128)
+
+
+@dataclass
+class ExperimentConfig:
+    """The full resolved configuration of one run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "<dict>") -> ExperimentConfig:
+        """Builds a config from nested dicts; unknown sections or keys are errors naming `source`."""
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(sections))
+        if unknown:
+            raise ConfigError(
+                f"{source}: unknown section(s) {unknown}; expected any of {sorted(sections)}"
+            )
+        built = {}
+        for name, section_field in sections.items():
+            section_cls = section_field.default_factory().__class__
+            built[name] = _build_section(section_cls, values.get(name, {}), f"{source} [{name}]")
+        return cls(**built)
+
+
+def _build_section(section_cls: type, values: dict[str, Any], where: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a table of settings, got {values!r}")
+    known = {f.name for f in dataclasses.fields(section_cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown setting(s) {unknown}; valid settings are {sorted(known)}"
+        )
+    return section_cls(**values)
+
+
+def preset_names() -> list[str]:
+    """Names of the pipeline presets shipped with the package (`pipelines/*.toml`)."""
+    files = resources.files("musicnext_tf.pipelines")
+    return sorted(p.name[: -len(".toml")] for p in files.iterdir() if p.name.endswith(".toml"))
+
+
+def load_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """Reads a TOML file, turning parse errors into a message that names the file."""
+    path = Path(path)
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The raw settings of a shipped preset, by dataset name."""
+    if name not in preset_names():
+        raise ConfigError(f"no pipeline preset named {name!r}; available: {preset_names()}")
+    with resources.as_file(resources.files("musicnext_tf.pipelines") / f"{name}.toml") as path:
+        return load_toml(path)
+
+
+def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Recursively merges `update` into a copy of `base` (tables merge, values replace)."""
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def resolve(
+    data: str | None = None,
+    config_file: str | os.PathLike | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> ExperimentConfig:
+    """Resolves a run's config: dataset preset, then a user's TOML file, then explicit overrides.
+
+    Args:
+        data: dataset/preset name (`demo`, `gtzan`, ...); if None, the config file must name one.
+        config_file: optional user TOML file; its tables override the preset.
+        overrides: `{section: {key: value}}` from the command line; None values are ignored.
+    """
+    user = load_toml(config_file) if config_file else {}
+    name = data or user.get("data", {}).get("name")
+    if not name:
+        raise ConfigError(
+            "no dataset given: pass --data NAME or set [data] name in the config file"
+        )
+    values = load_preset(name) if name in preset_names() else {"data": {"name": name}}
+    values = merge(values, user)
+    values = merge(values, {"data": {"name": name}})
+    for section, settings in (overrides or {}).items():
+        values = merge(values, {section: {k: v for k, v in settings.items() if v is not None}})
+    source = str(config_file) if config_file else f"preset {name!r}"
+    return ExperimentConfig.from_dict(values, source=source)
+
+
+def load_run_config(run_dir: str | os.PathLike) -> ExperimentConfig:
+    """Reads `RUN_DIR/config.json` written by `fit`."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise ConfigError(
+            f"{path} not found: is {run_dir} a run folder written by `musicnext-tf fit`?"
+        )
+    return ExperimentConfig.from_dict(json.loads(path.read_text()), source=str(path))
+
+
+def default_cache_dir() -> Path:
+    """Where datasets' features and the demo audio are cached."""
+    return Path(os.environ.get("MUSICNEXT_CACHE") or Path.home() / ".cache" / "musicnext-tf")

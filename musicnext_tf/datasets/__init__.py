@@ -1,0 +1,23 @@
+"""Dataset loaders: each turns a data folder into a `DatasetIndex` of labelled, split recordings."""
+
+from __future__ import annotations
+
+from musicnext_tf.config import ExperimentConfig
+from musicnext_tf.datasets import demo, folder
+from musicnext_tf.datasets.base import DatasetError, DatasetIndex, Problem, Track
+
+LOADERS = {
+    "demo": demo.load_index,
+    "folder": folder.load_index,
+}
+
+
+def load_index(config: ExperimentConfig) -> DatasetIndex:
+    """Indexes the dataset named by `config.data.name`."""
+    name = config.data.name
+    if name not in LOADERS:
+        raise DatasetError(f"unknown dataset {name!r}; available: {sorted(LOADERS)}")
+    return LOADERS[name](config)
+
+
+__all__ = ["DatasetError", "DatasetIndex", "Problem", "Track", "LOADERS", "load_index"]

@@ -1,0 +1,221 @@
+"""MusicNeXt: a ConvNeXt-style CNN without normalisation, with ELU and an L-softmax head.
+
+The network is a functional Keras model wired by small block functions, in the manner of
+`keras.applications.convnext`: stem -> four stages of depthwise-convolution blocks (3:3:9:3) with
+downsampling between them -> global average pooling -> head. Every layer has a hierarchical name
+(`stage_2_block_5_depthwise_conv`) so checkpoints and `summary()` stay stable.
+
+The classifier maps un-normalised log-mel segments to plain logits; input standardisation with the
+training set's statistics is its first layer, so a SavedModel carries it to serving. For training
+with L-softmax, `training_model` wraps the same layers with a `labels` input that only the margin
+needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import keras
+
+from musicnext_tf.config import FeatureConfig, ModelConfig
+from musicnext_tf.layers import LayerScale, LSoftmax, StochasticDepth, gamma_for_steps
+
+SEGMENTS_INPUT = "segments"
+LABELS_INPUT = "labels"
+ELU_POSITIONS = ("after_depthwise", "after_expand")
+HEADS = ("lsoftmax", "softmax")
+
+
+def stem(x, width: int, kernel: int, dtype=None):
+    """Patchify stem: non-overlapping `kernel` x `kernel` convolution (ConvNeXt), no normalisation."""
+    return keras.layers.Conv2D(width, kernel, strides=kernel, name="stem_conv", dtype=dtype)(x)
+
+
+def downsample(x, width: int, name: str, dtype=None):
+    """Halves time and frequency with a 2x2 stride-2 convolution between stages."""
+    return keras.layers.Conv2D(width, 2, strides=2, name=f"{name}_conv", dtype=dtype)(x)
+
+
+def musicnext_block(
+    x,
+    width: int,
+    name: str,
+    kernel_size: int = 7,
+    expansion: int = 4,
+    elu_position: str = "after_depthwise",
+    layer_scale: float | None = None,
+    drop_path: float = 0.0,
+    dtype=None,
+):
+    """Depthwise k x k -> ELU -> 1x1 to expansion*C -> 1x1 back to C, added to the input.
+
+    `elu_position="after_expand"` moves the ELU between the two 1x1 layers (ConvNeXt's place),
+    where it keeps them from collapsing into one linear map.
+    """
+    if elu_position not in ELU_POSITIONS:
+        raise ValueError(f"elu_position must be one of {ELU_POSITIONS}, got {elu_position!r}")
+    branch = keras.layers.DepthwiseConv2D(
+        kernel_size, padding="same", name=f"{name}_depthwise_conv", dtype=dtype
+    )(x)
+    if elu_position == "after_depthwise":
+        branch = keras.layers.ELU(name=f"{name}_elu", dtype=dtype)(branch)
+    branch = keras.layers.Dense(expansion * width, name=f"{name}_pointwise_conv_1", dtype=dtype)(
+        branch
+    )
+    if elu_position == "after_expand":
+        branch = keras.layers.ELU(name=f"{name}_elu", dtype=dtype)(branch)
+    branch = keras.layers.Dense(width, name=f"{name}_pointwise_conv_2", dtype=dtype)(branch)
+    if layer_scale:
+        branch = LayerScale(layer_scale, name=f"{name}_layer_scale", dtype=dtype)(branch)
+    if drop_path:
+        branch = StochasticDepth(drop_path, name=f"{name}_drop_path", dtype=dtype)(branch)
+    return keras.layers.Add(name=f"{name}_add", dtype=dtype)([x, branch])
+
+
+def classification_head(pooled, num_classes: int, head: str, margin: int = 4, **lambda_schedule):
+    """The genre-sensitive adjustment layer (L-softmax, no bias) or a plain softmax dense layer."""
+    if head == "lsoftmax":
+        return LSoftmax(num_classes, margin=margin, name="head", **lambda_schedule)(pooled)
+    if head == "softmax":
+        return keras.layers.Dense(num_classes, name="head", dtype="float32")(pooled)
+    raise ValueError(f"head must be one of {HEADS}, got {head!r}")
+
+
+def MusicNeXt(
+    num_classes: int,
+    input_shape: Sequence[int] = (256, 128, 1),
+    depths: Sequence[int] = (3, 3, 9, 3),
+    widths: Sequence[int] = (96, 192, 384, 768),
+    stem_kernel: int = 4,
+    kernel_size: int = 7,
+    expansion: int = 4,
+    elu_position: str = "after_depthwise",
+    layer_scale: float | None = None,
+    drop_path: float = 0.0,
+    head: str = "lsoftmax",
+    margin: int = 4,
+    lambda_base: float = 1000.0,
+    lambda_gamma: float = 2.5e-5,
+    lambda_power: float = 35.0,
+    lambda_min: float = 0.0,
+    input_mean: float = 0.0,
+    input_std: float = 1.0,
+    dtype=None,
+    name: str = "musicnext",
+) -> keras.Model:
+    """Builds the MusicNeXt classifier: log-mel segments [batch, time, mel, 1] -> logits.
+
+    Args:
+        num_classes: number of genres.
+        depths, widths: blocks and channels per stage (default ConvNeXt-T: 3:3:9:3, 96-768).
+        elu_position: "after_depthwise" (the paper's reading) or "after_expand".
+        layer_scale: initial LayerScale value, or None for none.
+        drop_path: final stochastic-depth rate, increased linearly over the blocks.
+        head: "lsoftmax" (default) or "softmax"; margin and lambda_* configure L-softmax.
+        input_mean, input_std: training-set statistics of the log-mel values (dB).
+        dtype: Keras dtype policy for the body ("mixed_bfloat16" etc.); the head stays float32.
+    Returns:
+        A functional `keras.Model` named `name` with input "segments" and plain-logit output.
+    """
+    if len(depths) != len(widths):
+        raise ValueError(f"depths {list(depths)} and widths {list(widths)} must have equal length")
+    segments = keras.Input(shape=tuple(input_shape), name=SEGMENTS_INPUT)
+    x = keras.layers.Normalization(
+        axis=None,
+        mean=float(input_mean),
+        variance=float(input_std) ** 2,
+        name="input_standardization",
+        dtype=dtype,
+    )(segments)
+    x = stem(x, widths[0], stem_kernel, dtype=dtype)
+    total_blocks, block_index = sum(depths), 0
+    for stage, (depth, width) in enumerate(zip(depths, widths)):
+        if stage > 0:
+            x = downsample(x, width, name=f"stage_{stage}_downsample", dtype=dtype)
+        for block in range(depth):
+            rate = drop_path * block_index / max(1, total_blocks - 1)
+            x = musicnext_block(
+                x,
+                width,
+                name=f"stage_{stage}_block_{block}",
+                kernel_size=kernel_size,
+                expansion=expansion,
+                elu_position=elu_position,
+                layer_scale=layer_scale,
+                drop_path=rate,
+                dtype=dtype,
+            )
+            block_index += 1
+    pooled = keras.layers.GlobalAveragePooling2D(name="pooling", dtype=dtype)(x)
+    logits = classification_head(
+        pooled,
+        num_classes,
+        head,
+        margin=margin,
+        lambda_base=lambda_base,
+        lambda_gamma=lambda_gamma,
+        lambda_power=lambda_power,
+        lambda_min=lambda_min,
+    )
+    return keras.Model(segments, logits, name=name)
+
+
+def build_model(
+    config: ModelConfig,
+    features: FeatureConfig,
+    num_classes: int,
+    input_mean: float = 0.0,
+    input_std: float = 1.0,
+    anneal_steps: int = 8000,
+    dtype=None,
+) -> keras.Model:
+    """Builds the configured classifier; `anneal_steps` sets how fast L-softmax's lambda decays."""
+    if config.architecture != "musicnext":
+        raise ValueError(f"unknown architecture {config.architecture!r}; available: ['musicnext']")
+    return MusicNeXt(
+        num_classes,
+        input_shape=(features.segment_frames, features.n_mels, 1),
+        depths=config.depths,
+        widths=config.widths,
+        stem_kernel=config.stem_kernel,
+        kernel_size=config.kernel_size,
+        expansion=config.expansion,
+        elu_position=config.elu_position,
+        layer_scale=config.layer_scale,
+        drop_path=config.drop_path,
+        head=config.head,
+        margin=config.margin,
+        lambda_base=config.lambda_base,
+        lambda_gamma=gamma_for_steps(anneal_steps),
+        lambda_power=config.lambda_power,
+        lambda_min=config.lambda_min,
+        input_mean=input_mean,
+        input_std=input_std,
+        dtype=dtype,
+    )
+
+
+def training_model(classifier: keras.Model) -> keras.Model:
+    """The model `fit` trains: the classifier itself, or, for an L-softmax head, the same layers
+    with an extra `labels` input so the head can apply the margin. Weights are shared."""
+    head = classifier.get_layer("head")
+    if not isinstance(head, LSoftmax):
+        return classifier
+    labels = keras.Input(shape=(), dtype="int32", name=LABELS_INPUT)
+    pooled = classifier.get_layer("pooling").output
+    logits = head(pooled, labels=labels)
+    return keras.Model(
+        {SEGMENTS_INPUT: classifier.input, LABELS_INPUT: labels},
+        logits,
+        name=f"{classifier.name}_trainer",
+    )
+
+
+def embedding_model(classifier: keras.Model) -> keras.Model:
+    """Segments -> pooled features (the input of the head), sharing the classifier's weights."""
+    return keras.Model(classifier.input, classifier.get_layer("pooling").output, name="embedding")
+
+
+def needs_labels(model: keras.Model) -> bool:
+    """True when the model takes a `labels` input (an L-softmax training model)."""
+    return isinstance(model.input, dict) and LABELS_INPUT in model.input

@@ -1,0 +1,162 @@
+"""tf.data input pipelines over the feature cache.
+
+Training: every epoch is its own deterministic stream, seeded by (seed, epoch): clip order,
+segment shuffle and the random time flip depend only on those two numbers, so a run resumed at
+epoch k sees exactly the batches an uninterrupted run would have seen. Segments are shuffled in
+blocks of `shuffle_buffer` consecutive segments of randomly ordered clips (the whole epoch when it
+is smaller), which bounds memory on large datasets and uses only stateless, seeded random ops. Evaluation: every segment
+once, in order, with its clip's index for clip-level voting.
+
+Cache entries are `.npy` files decoded in the graph (header skipped, float32 payload reshaped), so
+reading runs in parallel without the Python GIL.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import tensorflow as tf
+
+from musicnext_tf.config import FeatureConfig, TrainConfig
+from musicnext_tf.model import LABELS_INPUT, SEGMENTS_INPUT
+from musicnext_tf.prepare import SplitFeatures
+
+_NPY_V1_PREAMBLE = 10  # magic (6) + version (2) + header length (2)
+_EPOCH_STRIDE = 1_000_003  # separates the per-element seeds of consecutive epochs
+
+
+def read_segments(path: tf.Tensor, features: FeatureConfig) -> tf.Tensor:
+    """One cache entry -> float32 segments [n, segment_frames, n_mels, 1]."""
+    contents = tf.io.read_file(path)
+    header = tf.cast(tf.io.decode_raw(tf.strings.substr(contents, 8, 2), tf.uint16)[0], tf.int32)
+    payload = tf.strings.substr(contents, _NPY_V1_PREAMBLE + header, -1)
+    values = tf.io.decode_raw(payload, tf.float32)
+    return tf.reshape(values, [-1, features.segment_frames, features.n_mels, 1])
+
+
+def segment_count(split: SplitFeatures) -> int:
+    """Number of segments in a split, read from the `.npy` headers (no data is loaded)."""
+    return sum(np.load(path, mmap_mode="r").shape[0] for path in split.files)
+
+
+def steps_per_epoch(split: SplitFeatures, batch_size: int) -> int:
+    """Batches in one training epoch (the last one may be smaller)."""
+    return math.ceil(segment_count(split) / batch_size)
+
+
+def segment_labels_and_clips(split: SplitFeatures) -> tuple[np.ndarray, np.ndarray]:
+    """Per-segment label ids and clip indices, in the order `evaluation_dataset` yields them."""
+    sizes = [np.load(path, mmap_mode="r").shape[0] for path in split.files]
+    clips = np.repeat(np.arange(len(split.files)), sizes).astype(np.int32)
+    return split.labels[clips], clips
+
+
+def feature_statistics(split: SplitFeatures) -> tuple[float, float]:
+    """Mean and standard deviation of all log-mel values of a split (float64 accumulation)."""
+    total, total_sq, count = 0.0, 0.0, 0
+    for path in split.files:
+        values = np.load(path, mmap_mode="r").astype(np.float64)
+        total += values.sum()
+        total_sq += np.square(values).sum()
+        count += values.size
+    if count == 0:
+        raise ValueError("cannot compute feature statistics of an empty split")
+    mean = total / count
+    return float(mean), float(math.sqrt(max(total_sq / count - mean * mean, 1e-12)))
+
+
+def _clips(split: SplitFeatures, features: FeatureConfig, order=None) -> tf.data.Dataset:
+    """Dataset of (segments [n, T, M, 1], label, clip index) per clip, in `order` if given."""
+    files = tf.constant(split.files)
+    labels = tf.constant(split.labels, tf.int32)
+    clip_ids = tf.range(len(split.files), dtype=tf.int32)
+    if order is not None:
+        files, labels, clip_ids = (tf.gather(t, order) for t in (files, labels, clip_ids))
+    clips = tf.data.Dataset.from_tensor_slices((files, labels, clip_ids))
+    return clips.map(
+        lambda path, label, clip: (read_segments(path, features), label, clip),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+
+
+def _segments(clips: tf.data.Dataset) -> tf.data.Dataset:
+    """Flattens per-clip tensors to (segment, label, clip index) per segment."""
+    return clips.flat_map(
+        lambda segments, label, clip: tf.data.Dataset.from_tensor_slices(
+            (
+                segments,
+                tf.fill([tf.shape(segments)[0]], label),
+                tf.fill([tf.shape(segments)[0]], clip),
+            )
+        )
+    )
+
+
+def random_time_flip(segment: tf.Tensor, seed: tf.Tensor, probability: float) -> tf.Tensor:
+    """Reverses the time axis (the paper's "horizontal flip") with the given probability."""
+    flip = tf.random.stateless_uniform([], seed=seed) < probability
+    return tf.cond(flip, lambda: tf.reverse(segment, axis=[0]), lambda: segment)
+
+
+def model_inputs(segments, labels, with_labels_input: bool):
+    """(x, y) as the training model expects it: x carries the labels for an L-softmax margin."""
+    if with_labels_input:
+        return {SEGMENTS_INPUT: segments, LABELS_INPUT: labels}, labels
+    return segments, labels
+
+
+def training_dataset(
+    split: SplitFeatures,
+    features: FeatureConfig,
+    train: TrainConfig,
+    with_labels_input: bool,
+    initial_epoch: int = 0,
+) -> tf.data.Dataset:
+    """An endless stream of shuffled, augmented training batches, epoch after epoch.
+
+    Pass it to `fit` with `steps_per_epoch(split, batch_size)` steps per epoch, and with
+    `initial_epoch` when resuming.
+    """
+    block = max(1, min(train.shuffle_buffer, segment_count(split)))
+
+    def one_epoch(epoch):
+        epoch_seed = tf.stack([tf.constant(train.seed, tf.int64), epoch])
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(len(split.files)), seed=epoch_seed
+        )
+        segments = _segments(_clips(split, features, order)).map(
+            lambda segment, label, clip: (segment, label)
+        )
+
+        def mix(position, block_of_segments):
+            # a seeded permutation of `block` consecutive segments of randomly ordered clips
+            seed = tf.stack([tf.constant(train.seed, tf.int64), epoch * _EPOCH_STRIDE + position])
+            permutation = tf.random.experimental.stateless_shuffle(
+                tf.range(tf.shape(block_of_segments[1])[0]), seed
+            )
+            return tuple(tf.gather(part, permutation) for part in block_of_segments)
+
+        segments = segments.batch(block).enumerate().map(mix).unbatch()
+
+        def augment(position, element):
+            segment, label = element
+            seed = tf.stack([epoch + 1, position + epoch * _EPOCH_STRIDE])
+            return random_time_flip(segment, seed, train.flip_probability), label
+
+        batches = segments.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        return batches.batch(train.batch_size)
+
+    epochs = tf.data.Dataset.range(initial_epoch, 1 << 62)
+    dataset = epochs.flat_map(one_epoch)
+    dataset = dataset.map(lambda s, y: model_inputs(s, y, with_labels_input))
+    return dataset.prefetch(tf.data.AUTOTUNE)
+
+
+def evaluation_dataset(
+    split: SplitFeatures, features: FeatureConfig, batch_size: int
+) -> tf.data.Dataset:
+    """Every segment of a split once, in order, batched: (segments, labels, clip indices)."""
+    segments = _segments(_clips(split, features))
+    return segments.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,1 @@
+"""Pipeline presets, one TOML file per dataset (installed as `musicnext_tf.pipelines`)."""

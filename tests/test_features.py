@@ -1,0 +1,142 @@
+"""Log-mel features against librosa, the independent reference."""
+
+from __future__ import annotations
+
+import keras
+import librosa
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from musicnext_tf.features import LogMelSpectrogram, frames_for_samples, mel_filterbank, segment
+
+SR = 22050
+
+
+def librosa_log_mel(waveform, sr=SR, n_fft=2048, hop=256, n_mels=128, fmin=0.0, fmax=None):
+    """The reference: librosa's mel spectrogram with our settings, then 10*log10(max(S, 1e-10))."""
+    power = librosa.feature.melspectrogram(
+        y=waveform,
+        sr=sr,
+        n_fft=n_fft,
+        hop_length=hop,
+        n_mels=n_mels,
+        fmin=fmin,
+        fmax=fmax,
+        center=True,
+        pad_mode="constant",
+        power=2.0,
+    )
+    return librosa.power_to_db(power, ref=1.0, amin=1e-10, top_db=None).T
+
+
+def relative_error(ours, reference):
+    """Max |ours - ref| / max(|ref|, 1 dB): relative error on the decibel scale, with a 1 dB floor
+    so that values crossing 0 dB are compared absolutely instead of dividing by ~0."""
+    return float(np.max(np.abs(ours - reference) / np.maximum(np.abs(reference), 1.0)))
+
+
+def reference_signals(rng):
+    t = np.arange(30 * SR) / SR
+    return {
+        "white noise": 0.3 * rng.standard_normal(t.size),
+        "pure tone 440 Hz": 0.5 * np.sin(2 * np.pi * 440 * t),
+        "chord with harmonics": sum(
+            0.2 / h * np.sin(2 * np.pi * f * h * t) for f in (220, 277.2, 329.6) for h in (1, 2, 3)
+        ),
+        "silence": np.zeros(t.size),
+        "full-scale clipping": np.clip(
+            3 * np.sin(2 * np.pi * 110 * t) + rng.standard_normal(t.size), -1, 1
+        ),
+        "impulses": (np.arange(t.size) % 11025 == 0).astype(float),
+    }
+
+
+@pytest.mark.parametrize(
+    "sr,n_fft,n_mels,fmin,fmax",
+    [
+        (22050, 2048, 128, 0.0, None),
+        (16000, 1024, 64, 50.0, 7000.0),
+        (44100, 4096, 96, 20.0, None),
+        (8000, 512, 40, 0.0, 4000.0),
+    ],
+)
+def test_mel_filterbank_matches_librosa(sr, n_fft, n_mels, fmin, fmax):
+    ours = mel_filterbank(sr, n_fft, n_mels, fmin, fmax)
+    reference = librosa.filters.mel(
+        sr=sr, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax, htk=False, norm="slaney"
+    ).T
+    assert ours.shape == reference.shape == (n_fft // 2 + 1, n_mels)
+    # float32 filters: agreement to float32 round-off of the largest weight
+    np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-6 * np.abs(reference).max())
+
+
+def test_log_mel_matches_librosa_on_real_looking_audio(rng):
+    layer = LogMelSpectrogram()
+    for name, signal in reference_signals(rng).items():
+        waveform = signal.astype(np.float32)
+        ours = layer(waveform[None])[0].numpy()
+        reference = librosa_log_mel(waveform)
+        assert ours.shape == reference.shape == (2584, 128), name
+        assert ours.dtype == np.float32
+        assert relative_error(ours, reference) <= 1e-4, name
+
+
+def test_log_mel_matches_librosa_with_other_settings(rng):
+    waveform = (0.3 * rng.standard_normal(5 * 16000)).astype(np.float32)
+    layer = LogMelSpectrogram(
+        sample_rate=16000, n_fft=1024, hop_length=160, n_mels=64, fmin=50.0, fmax=7000.0
+    )
+    ours = layer(waveform[None])[0].numpy()
+    reference = librosa_log_mel(
+        waveform, sr=16000, n_fft=1024, hop=160, n_mels=64, fmin=50.0, fmax=7000.0
+    )
+    assert relative_error(ours, reference) <= 1e-4
+
+
+@pytest.mark.parametrize("samples", [2048, 22050, 661500, 659344, 100001])
+def test_frame_count_matches_librosa(samples):
+    waveform = np.zeros(samples, np.float32)
+    waveform[::97] = 0.1
+    reference = librosa.feature.melspectrogram(
+        y=waveform, sr=SR, n_fft=2048, hop_length=256, pad_mode="constant"
+    )
+    ours = LogMelSpectrogram()(waveform[None])
+    assert ours.shape[1] == reference.shape[1] == frames_for_samples(samples, 256)
+
+
+def test_batch_is_processed_independently(rng):
+    batch = (0.2 * rng.standard_normal((3, 3 * SR))).astype(np.float32)
+    layer = LogMelSpectrogram()
+    together = layer(batch).numpy()
+    for i in range(3):
+        np.testing.assert_array_equal(together[i], layer(batch[i : i + 1])[0].numpy())
+
+
+def test_float32_fft_option_is_close_but_coarser(rng):
+    waveform = (0.5 * np.sin(2 * np.pi * 440 * np.arange(10 * SR) / SR)).astype(np.float32)
+    reference = librosa_log_mel(waveform)
+    fast = LogMelSpectrogram(fft_dtype="float32")(waveform[None])[0].numpy()
+    # float32 round-off shows only in bins ~135 dB below the peak: within 1 dB there
+    assert np.max(np.abs(fast - reference)) < 1.0
+
+
+def test_segment_cuts_consecutive_whole_segments(rng):
+    log_mel = rng.standard_normal((2584, 128)).astype(np.float32)
+    segments = segment(tf.constant(log_mel), 256, 10).numpy()
+    assert segments.shape == (10, 256, 128, 1)
+    for i in range(10):
+        np.testing.assert_array_equal(segments[i, :, :, 0], log_mel[i * 256 : (i + 1) * 256])
+    assert segment(tf.constant(log_mel[:700]), 256, 10).shape == (2, 256, 128, 1)
+    assert segment(tf.constant(log_mel[:255]), 256, 10).shape == (0, 256, 128, 1)
+    assert segment(tf.constant(log_mel), 256, None).shape == (10, 256, 128, 1)
+
+
+def test_layer_config_round_trip():
+    layer = LogMelSpectrogram(
+        sample_rate=16000, n_fft=1024, hop_length=128, n_mels=40, fmin=30.0, fmax=6000.0
+    )
+    clone = LogMelSpectrogram.from_config(layer.get_config())
+    assert clone.get_config() == layer.get_config()
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert isinstance(restored, LogMelSpectrogram) and restored.n_mels == 40
