@@ -13,7 +13,16 @@ examples:
   musicnext-tf fit --data demo                       train on the built-in synthetic demo set
   musicnext-tf fit --data gtzan --data-dir ~/data/gtzan/genres --epochs 50
   musicnext-tf fit --data folder --data-dir ~/music/by-genre --head softmax
+  musicnext-tf fit --resume runs/gtzan-20250101-120000   continue an interrupted run
+  musicnext-tf evaluate runs/gtzan-20250101-120000       test report of the best model
 """
+
+
+def _add_strict_and_quiet(parser) -> None:
+    parser.add_argument(
+        "--strict", action="store_true", help="fail if any recording has to be skipped"
+    )
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _add_fit_parser(commands) -> None:
@@ -21,9 +30,12 @@ def _add_fit_parser(commands) -> None:
         "fit",
         help="train and evaluate a model; writes a run folder",
         description=(
-            "Train MusicNeXt on a dataset and evaluate it on the test split. Writes RUN_DIR/config.json "
-            "(the resolved config), run.json, model.keras and metrics.json. Settings come from the "
-            "dataset's preset (pipelines/NAME.toml), then --config, then the options below."
+            "Train MusicNeXt on a dataset, keeping a checkpoint after every epoch, the best model "
+            "(by validation clip accuracy) and the last one, and report the selected model on the "
+            "test split. Writes RUN_DIR/config.json (the resolved config), run.json, history.csv, "
+            "checkpoints/, model_best.keras, model_last.keras, evaluation/ and metrics.json. "
+            "Settings come from the dataset's preset (pipelines/NAME.toml), then --config, then "
+            "the options below. An interrupted run (Ctrl-C, kill, crash) continues with --resume."
         ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -36,16 +48,62 @@ def _add_fit_parser(commands) -> None:
     )
     fit.add_argument("--config", help="a TOML file whose tables override the dataset's preset")
     fit.add_argument("--run-dir", help="output folder (default: runs/<data>-<date>-<time>)")
+    fit.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue an interrupted run from its last complete epoch, with the settings in "
+        "RUN_DIR/config.json; a finished run is left as it is",
+    )
     fit.add_argument("--epochs", type=int, help="number of training epochs (paper: 50)")
     fit.add_argument("--batch-size", type=int, help="segments per batch (paper: 50)")
     fit.add_argument("--learning-rate", type=float, help="Adam learning rate")
     fit.add_argument("--margin", type=int, help="L-softmax angular margin m, an integer >= 1")
     fit.add_argument("--head", choices=["lsoftmax", "softmax"], help="classification head")
-    fit.add_argument("--seed", type=int, help="seed of initialisation, data order and augmentation")
     fit.add_argument(
-        "--strict", action="store_true", help="fail if any recording has to be skipped"
+        "--seed",
+        type=int,
+        help="seed of initialisation, data order, augmentation and (unless --split-seed is given) "
+        "the train/validation/test split",
     )
-    fit.add_argument("--quiet", action="store_true", help="no progress bars")
+    fit.add_argument(
+        "--split-seed",
+        type=int,
+        help="seed of the train/validation/test split alone (default: --seed, else [data] split_seed)",
+    )
+    _add_strict_and_quiet(fit)
+
+
+def _add_evaluate_parser(commands) -> None:
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="report a trained run's model on a dataset split",
+        description=(
+            "Evaluate a run's best (default, when the run had a validation split) or last model: "
+            "segment and clip accuracy, loss, the confusion matrix in percent of each true genre "
+            "and per-genre precision, recall and F1. Writes "
+            "RUN_DIR/evaluation/<model>-<data>-<split>.json, .md and -confusion.png (the PNG needs "
+            "matplotlib: pip install musicnext-tf[plots])."
+        ),
+    )
+    evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `fit`")
+    evaluate.add_argument(
+        "--data",
+        help="evaluate on another dataset with the same genres (default: the run's dataset)",
+    )
+    evaluate.add_argument("--data-dir", help="the dataset's root folder (default: the run's)")
+    evaluate.add_argument(
+        "--model",
+        choices=["best", "last"],
+        help="which model (default: best if the run kept one, else last)",
+    )
+    evaluate.add_argument(
+        "--split",
+        choices=["test", "validation", "train", "all"],
+        default="test",
+        help="which split of the data (default: test)",
+    )
+    evaluate.add_argument("--batch-size", type=int, help="segments per batch (default: the run's)")
+    _add_strict_and_quiet(evaluate)
 
 
 def _add_presets_parser(commands) -> None:
@@ -75,39 +133,117 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _absolute(path: str | None) -> str | None:
+    return str(Path(path).expanduser().absolute()) if path else None
+
+
+def _fit_overrides(args) -> dict[str, dict]:
+    """The settings given on the command line, as `{section: {key: value}}` (None: not given)."""
+    return {
+        "data": {
+            "data_dir": _absolute(args.data_dir),
+            "split_seed": args.split_seed if args.split_seed is not None else args.seed,
+        },
+        "train": {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "learning_rate": args.learning_rate,
+            "seed": args.seed,
+        },
+        "model": {"margin": args.margin, "head": args.head},
+    }
+
+
+def _resume_conflicts(args, config) -> list[str]:
+    """The options that disagree with a run's saved config (values equal to it are fine)."""
+    conflicts = []
+    if args.config:
+        conflicts.append(f"--config {args.config}")
+    if args.data and args.data != config.data.name:
+        conflicts.append(f"--data {args.data} (the run has {config.data.name})")
+    if args.run_dir and Path(args.run_dir).absolute() != Path(args.resume).absolute():
+        conflicts.append(f"--run-dir {args.run_dir}")
+    for section, settings in _fit_overrides(args).items():
+        for key, value in settings.items():
+            saved = getattr(getattr(config, section), key)
+            if value is not None and value != saved:
+                option = "--" + key.replace("_", "-")
+                if key == "split_seed" and args.split_seed is None:
+                    option = "--seed"  # which also seeds the split
+                conflicts.append(f"{option} {value} (the run has {saved})")
+    return conflicts
+
+
+def _config_to_resume(args, run_dir: Path):
+    """The saved config of the run to resume; options that disagree with it are an error."""
+    from musicnext_tf.config import ConfigError, load_run_config
+
+    config = load_run_config(run_dir)
+    conflicts = _resume_conflicts(args, config)
+    if conflicts:
+        raise ConfigError(
+            f"--resume continues {run_dir} with the settings in {run_dir / 'config.json'}, "
+            f"and these options disagree with them: {'; '.join(conflicts)}. Drop them, or "
+            "start a new run with another --run-dir"
+        )
+    return config
+
+
 def _fit(args) -> int:
     from musicnext_tf import config as config_module
-    from musicnext_tf.train import fit
+    from musicnext_tf import train
 
-    config = config_module.resolve(
-        args.data,
-        args.config,
-        {
-            "data": {"data_dir": args.data_dir},
-            "train": {
-                "epochs": args.epochs,
-                "batch_size": args.batch_size,
-                "learning_rate": args.learning_rate,
-                "seed": args.seed,
-            },
-            "model": {"margin": args.margin, "head": args.head},
-        },
-    )
-    run_dir = Path(
-        args.run_dir or Path("runs") / f"{config.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
-    metrics = fit(config, run_dir, progress=not args.quiet, strict=args.strict)
+    if args.resume:
+        run_dir = Path(args.resume)
+        config = _config_to_resume(args, run_dir)
+        if train.is_finished(run_dir):
+            print(f"{run_dir}: the run has finished; nothing to resume (see metrics.json)")
+            return 0
+    else:
+        config = config_module.resolve(args.data, args.config, _fit_overrides(args))
+        run_dir = Path(
+            args.run_dir or Path("runs") / f"{config.data.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+        )
+    progress, strict = not args.quiet, args.strict
+    try:
+        if args.resume:
+            metrics = train.resume(run_dir, progress, strict)
+        else:
+            metrics = train.fit(config, run_dir, progress, strict)
+    except KeyboardInterrupt:
+        print(f"\n{train.interruption_message(run_dir)}", file=sys.stderr)
+        return 130
+    best = f" (best epoch {metrics['best_epoch']})" if metrics.get("best_epoch") else ""
     print(
-        f"\n{config.data.name}: test clip accuracy {metrics['test_clip_accuracy']:.4f}, "
-        f"segment accuracy {metrics['test_segment_accuracy']:.4f}, loss {metrics['test_loss']:.4f} "
-        f"after {metrics['epochs_completed']} epochs\nrun folder: {run_dir}"
+        f"\n{config.data.name}: {metrics['model']} model{best}: test clip accuracy "
+        f"{metrics['test_clip_accuracy']:.4f}, segment accuracy "
+        f"{metrics['test_segment_accuracy']:.4f}, loss {metrics['test_loss']:.4f} after "
+        f"{metrics['epochs_completed']} epochs\nrun folder: {run_dir}"
     )
+    return 0
+
+
+def _evaluate(args) -> int:
+    from musicnext_tf.evaluate import evaluate_run, format_summary
+
+    report, paths = evaluate_run(
+        args.run_dir,
+        model=args.model,
+        data=args.data,
+        data_dir=_absolute(args.data_dir),
+        split=args.split,
+        batch_size=args.batch_size,
+        progress=not args.quiet,
+        strict=args.strict,
+    )
+    print(format_summary(report, paths))
     return 0
 
 
 # name -> (function adding the subcommand's parser, function running it and returning an exit code)
 COMMANDS = {
     "fit": (_add_fit_parser, _fit),
+    "evaluate": (_add_evaluate_parser, _evaluate),
     "presets": (_add_presets_parser, _presets),
 }
 
@@ -123,10 +259,11 @@ def main(argv: list[str] | None = None) -> int:
     from musicnext_tf.config import ConfigError
     from musicnext_tf.datasets import DatasetError
     from musicnext_tf.prepare import PrepareError
+    from musicnext_tf.run_folder import RunError
 
     try:
         return COMMANDS[args.command][1](args)
-    except (ConfigError, DatasetError, PrepareError, AudioError) as error:
+    except (ConfigError, DatasetError, PrepareError, AudioError, RunError) as error:
         print(f"musicnext-tf {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

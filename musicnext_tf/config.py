@@ -94,6 +94,9 @@ class TrainConfig:
     seed: int = 0
     flip_probability: float = 0.5
     shuffle_buffer: int = 2000  # segments shuffled together (about 260 MB at 256 x 128)
+    # the validation metric that picks the best epoch: "val_clip_accuracy" (accuracy ties go to the
+    # lower validation loss), "val_segment_accuracy" or "val_loss"
+    best_metric: str = "val_clip_accuracy"
 
 
 @dataclass

@@ -1,17 +1,39 @@
-"""Evaluation: segment- and clip-level accuracy and test loss of a trained classifier.
+"""Evaluation: accuracy, loss, confusion matrices and per-genre scores of a trained classifier.
 
 A clip's prediction is the mean of its segments' probabilities (the paper reports accuracy without
 saying at which level, so we report both). The loss is the softmax cross-entropy of the plain
-(inference) logits, comparable between the softmax and L-softmax heads.
+(inference) logits, comparable between the softmax and L-softmax heads. Confusion matrices are in
+percent of each true genre (rows = true genre, columns = predicted genre, as in the paper; every
+row sums to 100); precision, recall and F1 per genre come from scikit-learn. A report is written
+as JSON, a markdown table and a PNG of the clip-level confusion matrix:
+
+    RUN_DIR/evaluation/<model>-<dataset>-<split>.json
+    RUN_DIR/evaluation/<model>-<dataset>-<split>.md
+    RUN_DIR/evaluation/<model>-<dataset>-<split>-confusion.png   (needs matplotlib: the `plots` extra)
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 
-from musicnext_tf.config import FeatureConfig
-from musicnext_tf.pipeline import evaluation_dataset
-from musicnext_tf.prepare import SplitFeatures
+from musicnext_tf.config import ExperimentConfig, FeatureConfig, load_run_config, resolve
+from musicnext_tf.datasets.base import SPLITS, DatasetError
+from musicnext_tf.files import atomic_write, write_json
+from musicnext_tf.pipeline import evaluation_dataset, segment_labels_and_clips
+from musicnext_tf.prepare import PreparedDataset, SplitFeatures
+from musicnext_tf.run_folder import MODELS, RunError, latest_checkpoint, model_file
+
+EVALUATION_DIR = "evaluation"
+log = logging.getLogger(__name__)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -21,19 +43,21 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def predict_segments(
-    classifier, split: SplitFeatures, features: FeatureConfig, batch_size: int = 50
+    classifier, split: SplitFeatures, features: FeatureConfig, batch_size: int = 50, progress=False
 ):
     """Runs the classifier over every segment of a split.
 
     Returns:
         (logits float32 [segments, classes], labels int [segments], clip indices int [segments]).
     """
-    logits, labels, clips = [], [], []
-    for segments, segment_labels, segment_clips in evaluation_dataset(split, features, batch_size):
-        logits.append(np.asarray(classifier(segments, training=False), dtype=np.float32))
-        labels.append(segment_labels.numpy())
-        clips.append(segment_clips.numpy())
-    return np.concatenate(logits), np.concatenate(labels), np.concatenate(clips)
+    import tensorflow as tf
+
+    labels, clips = segment_labels_and_clips(split)
+    batches = math.ceil(len(labels) / batch_size)  # a known length gives Keras a progress bar
+    segments = evaluation_dataset(split, features, batch_size).map(lambda x, labels, clips: x)
+    segments = segments.apply(tf.data.experimental.assert_cardinality(batches))
+    logits = classifier.predict(segments, verbose=1 if progress else 0)
+    return np.asarray(logits, np.float32), labels, clips
 
 
 def clip_probabilities(probabilities: np.ndarray, clips: np.ndarray, num_clips: int) -> np.ndarray:
@@ -66,3 +90,351 @@ def evaluate_split(
     """Segment accuracy, clip accuracy and loss of the classifier on a cached split."""
     logits, labels, clips = predict_segments(classifier, split, features, batch_size)
     return summarize(logits, labels, clips, split.labels)
+
+
+def level_report(truth: np.ndarray, predicted: np.ndarray, genres: Sequence[str]) -> dict:
+    """Confusion matrix and per-genre scores of one level (segments or clips).
+
+    Rows of the confusion matrix are the true genres that occur (`rows`), columns all the model's
+    genres; `confusion_percent` divides each row by its count, so every row sums to 100.
+    """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    classes = np.arange(len(genres))
+    counts = confusion_matrix(truth, predicted, labels=classes)
+    present = counts.sum(axis=1) > 0
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, predicted, labels=classes, zero_division=0
+    )
+    macro = precision_recall_fscore_support(
+        truth, predicted, labels=classes[present], average="macro", zero_division=0
+    )
+    return {
+        "accuracy": float(np.mean(truth == predicted)),
+        "rows": [genres[i] for i in classes[present]],
+        "columns": list(genres),
+        "confusion_counts": counts[present].tolist(),
+        "confusion_percent": (
+            100.0 * counts[present] / counts[present].sum(axis=1, keepdims=True)
+        ).tolist(),
+        "per_genre": {
+            genre: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, genre in enumerate(genres)
+        },
+        "macro_average": {
+            "precision": float(macro[0]),
+            "recall": float(macro[1]),
+            "f1": float(macro[2]),
+        },
+    }
+
+
+def classification_report(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    clips: np.ndarray,
+    clip_labels: np.ndarray,
+    genres: Sequence[str],
+) -> dict:
+    """Everything `evaluate` reports about a set of predictions.
+
+    Args:
+        logits: float [segments, classes], plain logits.
+        labels, clips: int [segments], the true genre id and clip index of every segment.
+        clip_labels: int [clips], the true genre id of every clip.
+        genres: the model's genre names, in class-id order.
+    """
+    probabilities = softmax(logits.astype(np.float64))
+    per_clip = clip_probabilities(probabilities, clips, len(clip_labels))
+    return {
+        **summarize(logits, labels, clips, clip_labels),
+        "genres": list(genres),
+        "segment_level": level_report(labels, probabilities.argmax(axis=1), genres),
+        "clip_level": level_report(clip_labels, per_clip.argmax(axis=1), genres),
+    }
+
+
+def evaluate_classifier(
+    classifier,
+    split: SplitFeatures,
+    features: FeatureConfig,
+    genres: Sequence[str],
+    batch_size: int = 50,
+    progress: bool = False,
+) -> dict:
+    """`classification_report` of the classifier on a cached split (labels = model class ids)."""
+    logits, labels, clips = predict_segments(classifier, split, features, batch_size, progress)
+    return classification_report(logits, labels, clips, split.labels, genres)
+
+
+def report_stem(model: str, data: str, split: str) -> str:
+    return f"{model}-{data}-{split}"
+
+
+def write_report(report: dict, directory: str | os.PathLike, stem: str) -> list[Path]:
+    """Writes `stem`.json, `stem`.md and (with matplotlib) `stem`-confusion.png; returns the paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"{stem}.json", directory / f"{stem}.md"]
+    write_json(paths[0], report)
+    atomic_write(paths[1], markdown_report(report).encode("utf-8"))
+    png = directory / f"{stem}-confusion.png"
+    try:
+        atomic_write(png, confusion_png(report["clip_level"], title=_title(report)))
+        paths.append(png)
+    except ImportError:
+        log.warning(
+            "matplotlib is not installed: wrote %s and %s without the confusion-matrix PNG "
+            "(`pip install musicnext-tf[plots]` adds it)",
+            paths[0].name,
+            paths[1].name,
+        )
+    return paths
+
+
+def _title(report: dict) -> str:
+    epoch = f" (epoch {report['epoch']})" if report.get("epoch") else ""
+    return f"{report.get('model', 'model')} model{epoch} on {report.get('data', '?')}, " + (
+        f"{report.get('split', '?')} split"
+    )
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2f} %"
+
+
+def markdown_report(report: dict) -> str:
+    """The report as markdown: summary, clip-level confusion matrix (%) and per-genre scores."""
+    clip_level = report["clip_level"]
+    columns = clip_level["columns"]
+    lines = [
+        f"# Evaluation: {_title(report)}",
+        "",
+        "| metric | value |",
+        "|---|---:|",
+        f"| clip accuracy | {_percent(report['clip_accuracy'])} |",
+        f"| segment accuracy | {_percent(report['segment_accuracy'])} |",
+        f"| loss (segment cross-entropy) | {report['loss']:.4f} |",
+        f"| clips | {report['clips']} |",
+        f"| segments | {report['segments']} |",
+        "",
+        "## Confusion matrix (clips, % of each true genre; rows: true, columns: predicted)",
+        "",
+        "| true \\ predicted | " + " | ".join(columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for genre, row in zip(clip_level["rows"], clip_level["confusion_percent"]):
+        lines.append(f"| {genre} | " + " | ".join(f"{value:.1f}" for value in row) + " |")
+    lines += [
+        "",
+        "## Per genre (clips)",
+        "",
+        "| genre | precision | recall | F1 | clips |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for genre, scores in clip_level["per_genre"].items():
+        lines.append(
+            f"| {genre} | {scores['precision']:.3f} | {scores['recall']:.3f} | "
+            f"{scores['f1']:.3f} | {scores['support']} |"
+        )
+    macro = clip_level["macro_average"]
+    lines.append(
+        f"| macro average | {macro['precision']:.3f} | {macro['recall']:.3f} | "
+        f"{macro['f1']:.3f} | {report['clips']} |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def confusion_png(level: dict, title: str) -> bytes:
+    """A PNG of a `level_report`'s confusion matrix in percent; raises ImportError without
+    matplotlib. Uses the object-oriented API, so no global pyplot state is touched."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    percent = np.asarray(level["confusion_percent"], dtype=float)
+    rows, columns = level["rows"], level["columns"]
+    size = max(5.5, 0.55 * len(columns) + 3.0)
+    figure = Figure(figsize=(size, max(3.5, 0.55 * len(rows) + 2.0)), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    image = axes.imshow(percent, cmap="Blues", vmin=0.0, vmax=100.0)
+    for (row, column), value in np.ndenumerate(percent):
+        axes.text(
+            column,
+            row,
+            f"{value:.1f}",
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="white" if value > 50 else "black",
+        )
+    axes.set_xticks(range(len(columns)), columns, rotation=45, ha="right")
+    axes.set_yticks(range(len(rows)), rows)
+    axes.set_xlabel("predicted genre")
+    axes.set_ylabel("true genre")
+    figure.suptitle(title, fontsize=10)
+    figure.colorbar(image, ax=axes, label="% of the true genre's clips")
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120)
+    return buffer.getvalue()
+
+
+def format_summary(report: dict, paths: Sequence[Path] = ()) -> str:
+    """A few lines for the terminal: accuracies, loss and the per-genre scores."""
+    clip_level = report["clip_level"]
+    width = max(len("genre"), *(len(g) for g in clip_level["per_genre"]))
+    lines = [
+        f"{_title(report)}: {report['clips']} clips, {report['segments']} segments",
+        f"  clip accuracy {report['clip_accuracy']:.4f}   segment accuracy "
+        f"{report['segment_accuracy']:.4f}   loss {report['loss']:.4f}",
+        f"  {'genre':<{width}}  precision  recall      F1  clips",
+    ]
+    for genre, scores in clip_level["per_genre"].items():
+        lines.append(
+            f"  {genre:<{width}}  {scores['precision']:9.3f}  {scores['recall']:6.3f}  "
+            f"{scores['f1']:6.3f}  {scores['support']:5d}"
+        )
+    if paths:
+        lines.append("report: " + ", ".join(str(path) for path in paths))
+    return "\n".join(lines)
+
+
+def evaluation_config(
+    run_config: ExperimentConfig, data: str | None = None, data_dir: str | None = None
+) -> ExperimentConfig:
+    """The run's config pointed at the data to evaluate.
+
+    Another dataset takes its own preset's data and audio settings (split, clip rule) but keeps the
+    run's sample rate and features, which the model's input depends on.
+    """
+    if data and data != run_config.data.name:
+        other = resolve(data, None, {"data": {"data_dir": data_dir}})
+        audio = dataclasses.replace(other.audio, sample_rate=run_config.audio.sample_rate)
+        return dataclasses.replace(run_config, data=other.data, audio=audio)
+    if data_dir:
+        return dataclasses.replace(
+            run_config, data=dataclasses.replace(run_config.data, data_dir=data_dir)
+        )
+    return run_config
+
+
+def split_for_model(prepared: PreparedDataset, split: str, genres: Sequence[str]) -> SplitFeatures:
+    """A split (or "all" of them) with labels renumbered to the model's genre order.
+
+    Raises:
+        DatasetError: the split is empty, or holds genres the model does not know.
+    """
+    names = SPLITS if split == "all" else (split,)
+    parts = [prepared.split(name) for name in names]
+    unknown = sorted(set(prepared.genres) - set(genres))
+    if unknown:
+        raise DatasetError(
+            f"{prepared.cache_dir}: genres {unknown} of the data are not among the model's "
+            f"genres {list(genres)}; evaluate on data with the model's genres"
+        )
+    to_model = np.array([list(genres).index(genre) for genre in prepared.genres], np.int32)
+    files = [file for part in parts for file in part.files]
+    if not files:
+        raise DatasetError(
+            f"the {split} split of the data is empty (see {prepared.cache_dir / 'report.json'}); "
+            f"choose another --split"
+        )
+    labels = np.concatenate([to_model[part.labels] for part in parts if len(part)])
+    return SplitFeatures(files, labels, [i for part in parts for i in part.track_ids])
+
+
+def choose_model(run_dir: str | os.PathLike, which: str | None) -> str:
+    """ "best" or "last": the one asked for, else the best when the run kept one."""
+    if which is None:
+        which = "best" if model_file(run_dir, "best").exists() else "last"
+    if which not in MODELS:
+        raise RunError(f"--model must be one of {MODELS}, got {which!r}")
+    if model_file(run_dir, which).exists():
+        return which
+    if which == "best" and model_file(run_dir, "last").exists():
+        raise RunError(
+            f"{run_dir} has no best model: the run had no validation split ([data] "
+            "validation_fraction = 0); evaluate the last model with --model last"
+        )
+    raise RunError(
+        f"{model_file(run_dir, which)} not found: no epoch of this run has completed yet; "
+        f"continue it with `musicnext-tf fit --resume {run_dir}`"
+    )
+
+
+def model_epoch(run_dir: str | os.PathLike, which: str) -> int | None:
+    """The epoch whose weights `model_{which}.keras` holds, from the latest checkpoint."""
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        return None
+    state = checkpoint.state()
+    if which == "best":
+        return (state.get("best") or {}).get("epoch")
+    return state.get("epochs_completed")
+
+
+def evaluate_run(
+    run_dir: str | os.PathLike,
+    model: str | None = None,
+    data: str | None = None,
+    data_dir: str | None = None,
+    split: str = "test",
+    batch_size: int | None = None,
+    progress: bool = True,
+    strict: bool = False,
+) -> tuple[dict, list[Path]]:
+    """Evaluates a run's best or last model on a split of its dataset (or of `data`) and writes
+    the report to `RUN_DIR/evaluation/`.
+
+    Returns:
+        (the report, the paths written).
+    """
+    from musicnext_tf import datasets
+    from musicnext_tf.prepare import prepare
+
+    run_dir = Path(run_dir)
+    config = evaluation_config(load_run_config(run_dir), data, data_dir)
+    which = choose_model(run_dir, model)
+    genres = json.loads((run_dir / "run.json").read_text())["genres"]
+    prepared = prepare(datasets.load_index(config), config, progress=progress, strict=strict)
+    features = split_for_model(prepared, split, genres)
+    batch_size = batch_size or config.train.batch_size
+    return report_model(run_dir, which, config, features, genres, split, batch_size, progress)
+
+
+def report_model(
+    run_dir: Path,
+    which: str,
+    config: ExperimentConfig,
+    split_features: SplitFeatures,
+    genres: Sequence[str],
+    split: str,
+    batch_size: int,
+    progress: bool = True,
+) -> tuple[dict, list[Path]]:
+    """Loads `model_{which}.keras`, evaluates it and writes the report; shared by `fit` and
+    `evaluate`. Returns (the report, the paths written)."""
+    import keras
+
+    import musicnext_tf  # noqa: F401  (registers the custom layers for load_model)
+
+    path = model_file(run_dir, which)
+    classifier = keras.saving.load_model(path)
+    report = evaluate_classifier(
+        classifier, split_features, config.features, genres, batch_size, progress
+    )
+    report.update(
+        model=which,
+        model_file=str(path),
+        epoch=model_epoch(run_dir, which),
+        data=config.data.name,
+        data_dir=config.data.data_dir,
+        split=split,
+    )
+    stem = report_stem(which, config.data.name, split)
+    return report, write_report(report, Path(run_dir) / EVALUATION_DIR, stem)

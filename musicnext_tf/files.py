@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import shutil
 import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,3 +41,52 @@ def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     buffer = io.BytesIO()
     np.save(buffer, array)
     atomic_write(path, buffer.getvalue())
+
+
+def _fsync(path: Path) -> None:
+    """Flushes a file's (or a folder's entries') data to disk."""
+    handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """Yields an empty temporary folder beside `path` to fill; when the block ends without error,
+    its files are flushed to disk and the folder is renamed to `path` in one step, so that `path`
+    exists complete or not at all (a kill -9 leaves only a `.tmp-*` folder to delete). On error the
+    temporary folder is removed. `path` must not exist yet."""
+    path = Path(path)
+    temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=".tmp-"))
+    try:
+        yield temporary
+        for file in temporary.rglob("*"):
+            if file.is_file():
+                _fsync(file)
+        _fsync(temporary)
+        os.rename(temporary, path)
+        _fsync(path.parent)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+
+
+def link_or_copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Makes `target` a hard link to `source` (a copy where links are not supported), replacing
+    `target` atomically. Hard links cost no space and survive the deletion of `source`."""
+    source, target = Path(source), Path(target)
+    if target.exists() and os.path.samefile(source, target):
+        return
+    temporary = target.parent / f".tmp-{uuid.uuid4().hex}{target.suffix}"
+    try:
+        try:
+            os.link(source, temporary)
+        except OSError:
+            shutil.copy2(source, temporary)
+            _fsync(temporary)
+        os.replace(temporary, target)
+    finally:
+        # also when `target` became a link to the same file meanwhile: rename then does nothing
+        temporary.unlink(missing_ok=True)

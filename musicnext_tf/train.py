@@ -1,34 +1,95 @@
-"""Training: from a resolved config to a trained model, its test metrics and a run folder.
+"""Training: from a resolved config to a trained model, its test report and a run folder.
 
-`fit` indexes the dataset, prepares (or reuses) the feature cache, builds the model with the
-training set's feature statistics, trains with Adam on the L-softmax (or softmax) loss, evaluates
-on the test split and writes everything a run needs to be inspected or reproduced:
+`fit` starts a run and `resume` continues one after any interruption (Ctrl-C, kill -9, a crash).
+Both index the dataset, prepare (or reuse) the feature cache, build the model with the training
+set's feature statistics and train with Adam on the L-softmax (or softmax) loss, saving a
+checkpoint after every epoch. With a validation split, the epoch with the best validation clip
+accuracy is kept as the best model; the test split is used once, at the end, to report on the
+selected model (the best one, or the last without a validation split).
 
-    RUN_DIR/config.json    the full resolved config
-    RUN_DIR/run.json       derived facts: genres, feature statistics, split sizes, schedule
-    RUN_DIR/model.keras    the trained classifier (segments -> logits)
-    RUN_DIR/metrics.json   test_segment_accuracy, test_clip_accuracy, test_loss, epochs_completed
+    RUN_DIR/config.json         the full resolved config (`resume` reads it)
+    RUN_DIR/run.json            derived facts: genres, feature statistics, split sizes, schedule
+    RUN_DIR/checkpoints/        the last complete epoch (see `run_folder`)
+    RUN_DIR/history.csv         one row per completed epoch: training and validation metrics
+    RUN_DIR/model_best.keras    the classifier of the best validation epoch (segments -> logits)
+    RUN_DIR/model_last.keras    the classifier after the last completed epoch
+    RUN_DIR/evaluation/         the test report of the selected model (see `evaluate`)
+    RUN_DIR/metrics.json        test_segment_accuracy, test_clip_accuracy, test_loss,
+                                epochs_completed, best_epoch, history; written last
+
+Reproducibility: `train.seed` seeds the initialisation (`keras.utils.set_random_seed`) and the
+training stream, whose epoch k depends only on (seed, k); a resumed run restores weights,
+optimizer state, the L-softmax annealing step and the random generators' states, and so trains
+exactly as the uninterrupted run would have.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
+import json
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 
 from musicnext_tf import datasets
-from musicnext_tf.config import ExperimentConfig
-from musicnext_tf.evaluate import evaluate_split
-from musicnext_tf.files import write_json
+from musicnext_tf.config import ConfigError, ExperimentConfig, load_run_config
+from musicnext_tf.evaluate import evaluate_split, report_model, split_for_model
+from musicnext_tf.files import atomic_write, write_json
 from musicnext_tf.layers import LSoftmax
 from musicnext_tf.losses import LSoftmaxLoss
 from musicnext_tf.model import build_model, needs_labels, training_model
 from musicnext_tf.pipeline import feature_statistics, steps_per_epoch, training_dataset
-from musicnext_tf.prepare import prepare
+from musicnext_tf.prepare import PreparedDataset, SplitFeatures, prepare
+from musicnext_tf.run_folder import (
+    Checkpoint,
+    RunError,
+    latest_checkpoint,
+    publish_models,
+    remove_stale,
+    restore_checkpoint,
+    run_lock,
+    save_checkpoint,
+)
 
+# validation metric -> True when larger is better; accuracy ties go to the lower validation loss
+SELECTION_METRICS = {"val_clip_accuracy": True, "val_segment_accuracy": True, "val_loss": False}
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingRun:
+    """What a callback may need to know about the run being trained.
+
+    `state` is the JSON-serialisable progress saved with every checkpoint: `epochs_completed`,
+    `history` (one dict per completed epoch), `best` (the best epoch's validation metrics or None),
+    `train_seconds` and `sessions` (one entry per `fit` or `resume` call).
+    """
+
+    config: ExperimentConfig
+    run_dir: Path
+    prepared: PreparedDataset
+    classifier: keras.Model
+    trainer: keras.Model
+    steps_per_epoch: int
+    initial_epoch: int
+    state: dict
+
+    @property
+    def genres(self) -> tuple[str, ...]:
+        return self.prepared.genres
+
+    def split(self, name: str) -> SplitFeatures:
+        return self.prepared.split(name)
+
+    @property
+    def has_validation(self) -> bool:
+        return len(self.split("validation")) > 0
 
 
 class LambdaLogger(keras.callbacks.Callback):
@@ -43,6 +104,84 @@ class LambdaLogger(keras.callbacks.Callback):
             logs["lsoftmax_lambda"] = float(self.head.current_lambda)
 
 
+class ValidationMetrics(keras.callbacks.Callback):
+    """Adds `val_loss`, `val_segment_accuracy` and `val_clip_accuracy` to each epoch's logs.
+
+    Keras' own validation works on segments only; clip accuracy needs the clips' segments
+    together, which `evaluate_split` provides. The latest result stays in `self.result`.
+    """
+
+    def __init__(self, run: TrainingRun):
+        super().__init__()
+        self.run = run
+        self.result: dict | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        run = self.run
+        self.result = evaluate_split(
+            run.classifier,
+            run.split("validation"),
+            run.config.features,
+            run.config.train.batch_size,
+        )
+        if logs is not None:
+            logs["val_loss"] = self.result["loss"]
+            logs["val_segment_accuracy"] = self.result["segment_accuracy"]
+            logs["val_clip_accuracy"] = self.result["clip_accuracy"]
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Records the epoch in the run's state, writes its checkpoint and `history.csv`.
+
+    It must be the last callback, so that the epoch's checkpoint is written after everything else
+    has seen the epoch."""
+
+    def __init__(self, run: TrainingRun):
+        super().__init__()
+        self.run = run
+        self.started = time.monotonic()
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        run, state = self.run, self.run.state
+        seconds = time.monotonic() - self.started
+        row = {"epoch": epoch + 1, "session": len(state["sessions"]), "seconds": round(seconds, 3)}
+        row.update({key: float(value) for key, value in (logs or {}).items()})
+        metric = run.config.train.best_metric
+        best_is_new = run.has_validation and is_improvement(row, state["best"], metric)
+        if best_is_new:
+            state["best"] = {"epoch": epoch + 1, **{k: row[k] for k in SELECTION_METRICS}}
+        state["history"].append(row)
+        state["epochs_completed"] = epoch + 1
+        state["train_seconds"] = round(state["train_seconds"] + seconds, 3)
+        save_checkpoint(run.run_dir, epoch + 1, run.trainer, run.classifier, state, best_is_new)
+        write_history(run.run_dir, state["history"])
+
+
+def is_improvement(logs: dict, best: dict | None, metric: str) -> bool:
+    """Whether an epoch's validation metrics beat the best so far (ties: lower validation loss)."""
+    if best is None:
+        return True
+    if not SELECTION_METRICS[metric]:
+        return logs[metric] < best[metric]
+    return logs[metric] > best[metric] or (
+        logs[metric] == best[metric] and logs["val_loss"] < best["val_loss"]
+    )
+
+
+def write_history(run_dir: Path, history: list[dict]) -> None:
+    """`RUN_DIR/history.csv`: one row per completed epoch, epoch first, then the logged values."""
+    first = ["epoch", "session", "seconds"]
+    columns = first + sorted({key for row in history for key in row} - set(first))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    atomic_write(run_dir / "history.csv", buffer.getvalue().encode("utf-8"))
+
+
 def compile_for_training(trainer: keras.Model, learning_rate: float) -> None:
     trainer.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
@@ -51,16 +190,146 @@ def compile_for_training(trainer: keras.Model, learning_rate: float) -> None:
     )
 
 
-def fit(
-    config: ExperimentConfig, run_dir: str | Path, progress: bool = True, strict: bool = False
-) -> dict:
-    """Trains and evaluates one run; returns the metrics written to `RUN_DIR/metrics.json`."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", config.to_dict())
-    keras.utils.set_random_seed(config.train.seed)
+def observer_callbacks(run: TrainingRun) -> list[keras.callbacks.Callback]:
+    """Callbacks that watch training without changing it (TensorBoard belongs here).
 
-    index = datasets.load_index(config)
+    They run after the validation metrics and the L-softmax lambda are in the epoch's logs and
+    before the epoch's checkpoint is written."""
+    return []
+
+
+def training_callbacks(
+    run: TrainingRun, extra: Sequence[keras.callbacks.Callback] = ()
+) -> list[keras.callbacks.Callback]:
+    """The callbacks of a run, in the order they must see each epoch's end."""
+    callbacks: list[keras.callbacks.Callback] = []
+    if run.has_validation:
+        callbacks.append(ValidationMetrics(run))
+    head = run.classifier.get_layer("head")
+    if isinstance(head, LSoftmax):
+        callbacks.append(LambdaLogger(head))
+    callbacks += observer_callbacks(run)
+    callbacks += list(extra)
+    callbacks.append(EpochCheckpoint(run))
+    return callbacks
+
+
+def fit(
+    config: ExperimentConfig,
+    run_dir: str | Path,
+    progress: bool = True,
+    strict: bool = False,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> dict:
+    """Starts a run in a new (or empty) folder, trains it and returns `RUN_DIR/metrics.json`.
+
+    Args:
+        callbacks: extra Keras callbacks; they run before the epoch's checkpoint is written.
+    Raises:
+        RunError: `run_dir` already holds a run.
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / "config.json").exists():
+        raise RunError(
+            f"{run_dir} already holds a run; continue it with `musicnext-tf fit --resume "
+            f"{run_dir}`, or choose another --run-dir"
+        )
+    _check_config(config)
+    index = datasets.load_index(config)  # a wrong data folder fails before anything is written
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir):
+        write_json(run_dir / "config.json", config.to_dict())
+        return _train(config, run_dir, progress, strict, callbacks, index)
+
+
+def resume(
+    run_dir: str | Path,
+    progress: bool = True,
+    strict: bool = False,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> dict:
+    """Continues a run from its last complete epoch with the settings in `RUN_DIR/config.json`.
+
+    A finished run is left as it is: its metrics are returned and nothing is trained.
+    """
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    if not is_finished(run_dir):
+        with run_lock(run_dir):
+            if not is_finished(run_dir):  # another process may have finished it meanwhile
+                return _train(config, run_dir, progress, strict, callbacks)
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """True once a run has trained all its epochs and written its test metrics."""
+    return (Path(run_dir) / "metrics.json").is_file()
+
+
+def interruption_message(run_dir: str | Path) -> str:
+    """What was kept of an interrupted run, and the command that continues it."""
+    checkpoint = latest_checkpoint(run_dir)
+    kept = (
+        f"epochs 1-{checkpoint.epoch} are kept in {checkpoint.path}"
+        if checkpoint
+        else "no epoch had completed"
+    )
+    return f"interrupted: {kept}; continue with\n  musicnext-tf fit --resume {run_dir}"
+
+
+def _check_config(config: ExperimentConfig) -> None:
+    if config.train.best_metric not in SELECTION_METRICS:
+        raise ConfigError(
+            f"[train] best_metric = {config.train.best_metric!r} is not one of "
+            f"{sorted(SELECTION_METRICS)}"
+        )
+
+
+def _split_digest(prepared: PreparedDataset) -> str:
+    """Identifies which clips are in which split, so that a resume on changed data is refused."""
+    ids = sorted(
+        (name, track) for name, split in prepared.splits.items() for track in split.track_ids
+    )
+    return hashlib.sha256(json.dumps(ids).encode("utf-8")).hexdigest()[:16]
+
+
+def _run_facts(run_dir: Path, prepared: PreparedDataset, config: ExperimentConfig) -> dict:
+    """run.json: written when a run starts; a resume checks the data against it and reuses its
+    feature statistics, so the rebuilt model is the same."""
+    path = run_dir / "run.json"
+    train_split = prepared.split("train")
+    facts = {
+        "genres": list(prepared.genres),
+        "clips": {name: len(split) for name, split in prepared.splits.items()},
+        "split_digest": _split_digest(prepared),
+        "feature_cache": str(prepared.cache_dir),
+        "skipped_recordings": len(prepared.problems),
+    }
+    if path.exists():
+        saved = json.loads(path.read_text())
+        changed = [k for k in ("genres", "clips", "split_digest") if saved.get(k) != facts[k]]
+        if changed:
+            raise RunError(
+                f"the data changed since the run started ({', '.join(changed)} differ from "
+                f"{path}); resume needs the same recordings, or start a new run"
+            )
+        return saved
+    mean, std = feature_statistics(train_split)
+    steps = steps_per_epoch(train_split, config.train.batch_size)
+    facts.update(
+        input_mean=mean,
+        input_std=std,
+        steps_per_epoch=steps,
+        anneal_steps=round((config.model.anneal_epochs or config.train.epochs) * steps),
+    )
+    write_json(path, facts)
+    return facts
+
+
+def _prepare_data(
+    config: ExperimentConfig, index: datasets.DatasetIndex, progress: bool, strict: bool
+) -> PreparedDataset:
+    """The cached splits; training and test must not be empty, validation may be."""
     prepared = prepare(index, config, progress=progress, strict=strict)
     train_split, test_split = prepared.split("train"), prepared.split("test")
     if not len(train_split) or not len(test_split):
@@ -68,56 +337,130 @@ def fit(
             f"{index.root}: {len(train_split)} training and {len(test_split)} test clips are usable; "
             f"both splits need at least one (see {prepared.cache_dir / 'report.json'})"
         )
-    mean, std = feature_statistics(train_split)
+    if not len(prepared.split("validation")):
+        log.warning(
+            "no validation split ([data] validation_fraction = 0): the last epoch's model is "
+            "the one reported; set validation_fraction to keep the best epoch's model"
+        )
+    return prepared
 
-    train = config.train
-    steps = steps_per_epoch(train_split, train.batch_size)
-    anneal_steps = round((config.model.anneal_epochs or train.epochs) * steps)
+
+def _build_models(
+    config: ExperimentConfig, genres: Sequence[str], facts: dict
+) -> tuple[keras.Model, keras.Model]:
+    """(classifier, compiled training model), initialised from the seed."""
+    keras.utils.set_random_seed(config.train.seed)
     classifier = build_model(
-        config.model, config.features, len(prepared.genres), mean, std, anneal_steps=anneal_steps
+        config.model,
+        config.features,
+        len(genres),
+        facts["input_mean"],
+        facts["input_std"],
+        anneal_steps=facts["anneal_steps"],
     )
     trainer = training_model(classifier)
-    dataset = training_dataset(train_split, config.features, train, needs_labels(trainer))
-    compile_for_training(trainer, train.learning_rate)
-    write_json(
-        run_dir / "run.json",
-        {
-            "genres": list(prepared.genres),
-            "input_mean": mean,
-            "input_std": std,
-            "steps_per_epoch": steps,
-            "anneal_steps": anneal_steps,
-            "clips": {name: len(split) for name, split in prepared.splits.items()},
-            "feature_cache": str(prepared.cache_dir),
-            "skipped_recordings": len(prepared.problems),
-        },
-    )
-    callbacks = []
-    head = classifier.get_layer("head")
-    if isinstance(head, LSoftmax):
-        callbacks.append(LambdaLogger(head))
-    started = time.time()
-    history = trainer.fit(
-        dataset,
-        epochs=train.epochs,
-        steps_per_epoch=steps,
-        callbacks=callbacks,
-        shuffle=False,  # the pipeline shuffles, reproducibly
-        verbose=1 if progress else 0,
-    )
-    train_seconds = time.time() - started
-    classifier.save(run_dir / "model.keras")
+    compile_for_training(trainer, config.train.learning_rate)
+    return classifier, trainer
 
-    test = evaluate_split(classifier, test_split, config.features, train.batch_size)
+
+def _restore_or_start(run_dir: Path, trainer: keras.Model) -> dict:
+    """Loads the latest checkpoint into `trainer` and returns its state (a new state without one),
+    after removing what a killed process may have left half written."""
+    checkpoint = latest_checkpoint(run_dir)
+    remove_stale(run_dir, keep=checkpoint)
+    if checkpoint is None:
+        return {
+            "epochs_completed": 0,
+            "history": [],
+            "best": None,
+            "train_seconds": 0.0,
+            "sessions": [],
+        }
+    state = restore_checkpoint(checkpoint, trainer)
+    publish_models(run_dir, checkpoint)  # in case a kill came between checkpoint and links
+    write_history(run_dir, state["history"])
+    log.info("resuming %s after epoch %d", run_dir, checkpoint.epoch)
+    return state
+
+
+def _train(
+    config: ExperimentConfig,
+    run_dir: Path,
+    progress: bool,
+    strict: bool,
+    callbacks: Sequence[keras.callbacks.Callback],
+    index: datasets.DatasetIndex | None = None,
+) -> dict:
+    """Trains the run in `run_dir` from its latest checkpoint (or from the start) and finishes it."""
+    _check_config(config)
+    prepared = _prepare_data(config, index or datasets.load_index(config), progress, strict)
+    facts = _run_facts(run_dir, prepared, config)
+    classifier, trainer = _build_models(config, prepared.genres, facts)
+    state = _restore_or_start(run_dir, trainer)
+    initial_epoch = state["epochs_completed"]
+    state["sessions"].append(
+        {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "initial_epoch": initial_epoch}
+    )
+    run = TrainingRun(
+        config,
+        run_dir,
+        prepared,
+        classifier,
+        trainer,
+        facts["steps_per_epoch"],
+        initial_epoch,
+        state,
+    )
+    if initial_epoch < config.train.epochs:
+        dataset = training_dataset(
+            prepared.split("train"),
+            config.features,
+            config.train,
+            needs_labels(trainer),
+            initial_epoch,
+        )
+        trainer.fit(
+            dataset,
+            epochs=config.train.epochs,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=run.steps_per_epoch,
+            callbacks=training_callbacks(run, callbacks),
+            shuffle=False,  # the pipeline shuffles, reproducibly
+            verbose=1 if progress else 0,
+        )
+    return _finish(run, progress)
+
+
+def _finish(run: TrainingRun, progress: bool = True) -> dict:
+    """Reports the selected model on the test split and writes `metrics.json` (the run's last
+    file: its presence marks the run finished)."""
+    checkpoint: Checkpoint | None = latest_checkpoint(run.run_dir)
+    if checkpoint is None:
+        raise RunError(f"{run.run_dir}: no completed epoch to report ([train] epochs = 0?)")
+    publish_models(run.run_dir, checkpoint)
+    # the SavedModel export for serving belongs here, once the models are published
+    which = "best" if run.state["best"] else "last"
+    test = split_for_model(run.prepared, "test", run.genres)
+    batch_size = run.config.train.batch_size
+    report, paths = report_model(
+        run.run_dir, which, run.config, test, run.genres, "test", batch_size, progress
+    )
+    history = run.state["history"]
+    keys = sorted({key for row in history for key in row} - {"epoch", "session"})
     metrics = {
-        "test_segment_accuracy": test["segment_accuracy"],
-        "test_clip_accuracy": test["clip_accuracy"],
-        "test_loss": test["loss"],
-        "test_segments": test["segments"],
-        "test_clips": test["clips"],
-        "epochs_completed": len(history.epoch),
-        "train_seconds": round(train_seconds, 1),
-        "history": {k: [float(v) for v in values] for k, values in history.history.items()},
+        "test_segment_accuracy": report["segment_accuracy"],
+        "test_clip_accuracy": report["clip_accuracy"],
+        "test_loss": report["loss"],
+        "test_segments": report["segments"],
+        "test_clips": report["clips"],
+        "epochs_completed": run.state["epochs_completed"],
+        "model": which,
+        "best_epoch": (run.state["best"] or {}).get("epoch"),
+        "best_metric": run.config.train.best_metric if run.state["best"] else None,
+        "train_seconds": round(run.state["train_seconds"], 1),
+        "sessions": len(run.state["sessions"]),
+        "evaluation": [str(path.relative_to(run.run_dir)) for path in paths],
+        "history": {key: [row.get(key) for row in history] for key in keys},
     }
-    write_json(run_dir / "metrics.json", metrics)
+    write_json(run.run_dir / "metrics.json", metrics)
     return metrics
