@@ -299,3 +299,22 @@ def test_a_run_folder_in_use_is_not_trained_twice(reference_run, tmp_path):
     with run_lock(run_dir):
         with pytest.raises(RunError, match=r"is being trained by another process \(pid \d+\)"):
             train.resume(run_dir, progress=False)
+
+
+def test_models_are_published_as_copies_where_hard_links_fail(reference_run, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference_run, run_dir)
+    for model in run_dir.glob("model_*.keras"):
+        model.unlink()
+
+    def no_links(source, target):
+        raise OSError("hard links are not supported here")
+
+    monkeypatch.setattr(os, "link", no_links)
+    run_folder.publish_models(run_dir, latest_checkpoint(run_dir))
+    for which in ("best", "last"):
+        published = run_dir / f"model_{which}.keras"
+        source = latest_checkpoint(run_dir).model_file(which)
+        assert published.read_bytes() == source.read_bytes()
+        assert not os.path.samefile(published, source)  # a copy, not a link
+    assert not list(run_dir.glob(".tmp-*"))
