@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from musicnext_tf.config import ExperimentConfig, default_cache_dir
-from musicnext_tf.datasets import folder
+from musicnext_tf.datasets import demo_audio, folder
 from musicnext_tf.datasets.base import DatasetIndex
 
 DEFAULT_CLIPS_PER_GENRE = 32
@@ -25,15 +25,13 @@ def demo_root(config: ExperimentConfig) -> Path:
 
 def load_index(config: ExperimentConfig) -> DatasetIndex:
     """Synthesises the demo audio if it is not there yet, then indexes it like any folder dataset."""
-    from musicnext_tf.datasets import synth
-
     options = dict(config.data.options)
     clips = int(options.pop("clips_per_genre", DEFAULT_CLIPS_PER_GENRE))
     seconds = float(options.pop("seconds", config.audio.clip_seconds))
     if options:
         raise ValueError(f"unknown [data] options for the demo dataset: {sorted(options)}")
     root = demo_root(config) / f"clips{clips}-{seconds:g}s-{config.audio.sample_rate}hz"
-    synth.write_demo_dataset(
+    demo_audio.write_demo_dataset(
         root, clips_per_genre=clips, seconds=seconds, sample_rate=config.audio.sample_rate
     )
     return folder.load_index(config, name="demo", root=root.resolve())
