@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from musicnext_tf.config import ARCHITECTURES
+
 EPILOG = """\
 examples:
   musicnext-tf fit --data demo                       train on the built-in synthetic demo set
@@ -41,11 +43,30 @@ def _add_fit_parser(commands) -> None:
     fit.add_argument("--learning-rate", type=float, help="Adam learning rate")
     fit.add_argument("--margin", type=int, help="L-softmax angular margin m, an integer >= 1")
     fit.add_argument("--head", choices=["lsoftmax", "softmax"], help="classification head")
+    fit.add_argument(
+        "--model",
+        choices=list(ARCHITECTURES),
+        help="network: musicnext (default), convnext (ConvNeXt-T) or resnet (ResNet-50-style)",
+    )
+    fit.add_argument(
+        "--depths",
+        type=_stacking_ratio,
+        metavar="N:N:...",
+        help="blocks per stage, the stacking ratio (e.g. 3:3:9:3; one entry per stage width)",
+    )
     fit.add_argument("--seed", type=int, help="seed of initialisation, data order and augmentation")
     fit.add_argument(
         "--strict", action="store_true", help="fail if any recording has to be skipped"
     )
     fit.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _stacking_ratio(text: str) -> list[int]:
+    """`3:3:9:3` -> [3, 3, 9, 3]; argparse reports a ValueError as an invalid value."""
+    depths = [int(part) for part in text.split(":")]
+    if any(depth < 1 for depth in depths):
+        raise ValueError(text)
+    return depths
 
 
 def _add_presets_parser(commands) -> None:
@@ -90,7 +111,12 @@ def _fit(args) -> int:
                 "learning_rate": args.learning_rate,
                 "seed": args.seed,
             },
-            "model": {"margin": args.margin, "head": args.head},
+            "model": {
+                "margin": args.margin,
+                "head": args.head,
+                "architecture": args.model,
+                "depths": args.depths,
+            },
         },
     )
     run_dir = Path(
