@@ -25,6 +25,7 @@ from musicnext_tf.files import write_json
 from musicnext_tf.layers import LSoftmax
 from musicnext_tf.losses import LSoftmaxLoss
 from musicnext_tf.model import build_model, needs_labels, training_model
+from musicnext_tf.monitor import tensorboard_callbacks
 from musicnext_tf.pipeline import feature_statistics, steps_per_epoch, training_dataset
 from musicnext_tf.prepare import prepare
 
@@ -96,6 +97,7 @@ def fit(
     head = classifier.get_layer("head")
     if isinstance(head, LSoftmax):
         callbacks.append(LambdaLogger(head))
+    callbacks += tensorboard_callbacks(config, run_dir, classifier, prepared)
     started = time.time()
     history = trainer.fit(
         dataset,
