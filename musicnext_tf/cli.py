@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+from musicnext_tf.config import ARCHITECTURES
+
 EPILOG = """\
 examples:
   musicnext-tf fit --data demo                       train on the built-in synthetic demo set
@@ -60,6 +62,17 @@ def _add_fit_parser(commands) -> None:
     fit.add_argument("--margin", type=int, help="L-softmax angular margin m, an integer >= 1")
     fit.add_argument("--head", choices=["lsoftmax", "softmax"], help="classification head")
     fit.add_argument(
+        "--model",
+        choices=list(ARCHITECTURES),
+        help="network: musicnext (default), convnext (ConvNeXt-T) or resnet (ResNet-50-style)",
+    )
+    fit.add_argument(
+        "--depths",
+        type=_stacking_ratio,
+        metavar="N:N:...",
+        help="blocks per stage, the stacking ratio (e.g. 3:3:9:3; one entry per stage width)",
+    )
+    fit.add_argument(
         "--seed",
         type=int,
         help="seed of initialisation, data order, augmentation and (unless --split-seed is given) "
@@ -106,6 +119,14 @@ def _add_evaluate_parser(commands) -> None:
     _add_strict_and_quiet(evaluate)
 
 
+def _stacking_ratio(text: str) -> list[int]:
+    """`3:3:9:3` -> [3, 3, 9, 3]; argparse reports a ValueError as an invalid value."""
+    depths = [int(part) for part in text.split(":")]
+    if any(depth < 1 for depth in depths):
+        raise ValueError(text)
+    return depths
+
+
 def _add_presets_parser(commands) -> None:
     commands.add_parser("presets", help="list the dataset presets shipped with the package")
 
@@ -150,7 +171,12 @@ def _fit_overrides(args) -> dict[str, dict]:
             "learning_rate": args.learning_rate,
             "seed": args.seed,
         },
-        "model": {"margin": args.margin, "head": args.head},
+        "model": {
+            "margin": args.margin,
+            "head": args.head,
+            "architecture": args.model,
+            "depths": args.depths,
+        },
     }
 
 
@@ -167,7 +193,7 @@ def _resume_conflicts(args, config) -> list[str]:
         for key, value in settings.items():
             saved = getattr(getattr(config, section), key)
             if value is not None and value != saved:
-                option = "--" + key.replace("_", "-")
+                option = "--model" if key == "architecture" else "--" + key.replace("_", "-")
                 if key == "split_seed" and args.split_seed is None:
                     option = "--seed"  # which also seeds the split
                 conflicts.append(f"{option} {value} (the run has {saved})")

@@ -61,18 +61,38 @@ class FeatureConfig:
     segments_per_clip: int = 10
 
 
+# Each architecture's standard stacking ratio (blocks per stage) and stage widths, used when
+# [model] depths or widths are not set: MusicNeXt and ConvNeXt-T share ConvNeXt-T's sizes; the
+# ResNet-50 widths are its bottleneck widths (a stage outputs `expansion` times as many channels).
+STANDARD_SIZES = {
+    "musicnext": ([3, 3, 9, 3], [96, 192, 384, 768]),
+    "convnext": ([3, 3, 9, 3], [96, 192, 384, 768]),
+    "resnet": ([3, 4, 6, 3], [64, 128, 256, 512]),
+}
+ARCHITECTURES = tuple(STANDARD_SIZES)
+# The initial LayerScale value an architecture uses when [model] layer_scale is not set: ConvNeXt's
+# blocks have one (0 turns it off), MusicNeXt's and ResNet's none.
+STANDARD_LAYER_SCALE = {"convnext": 1e-6}
+
+
 @dataclass
 class ModelConfig:
-    """Network architecture and classification head."""
+    """Network architecture and classification head.
 
-    architecture: str = "musicnext"
-    depths: list[int] = field(default_factory=lambda: [3, 3, 9, 3])
-    widths: list[int] = field(default_factory=lambda: [96, 192, 384, 768])
+    `depths`, `widths` and `layer_scale` left unset (None) take the architecture's standard
+    values (`STANDARD_SIZES`, `STANDARD_LAYER_SCALE`); `stem_kernel` and `kernel_size` apply to
+    MusicNeXt and ConvNeXt, `layer_scale` too, `elu_position` to MusicNeXt only, `expansion` and
+    `drop_path` to all three.
+    """
+
+    architecture: str = "musicnext"  # "musicnext", "convnext" (ConvNeXt-T) or "resnet" (ResNet-50)
+    depths: list[int] | None = None  # blocks per stage, the stacking ratio
+    widths: list[int] | None = None  # channels per stage
     stem_kernel: int = 4
     kernel_size: int = 7
     expansion: int = 4
     elu_position: str = "after_depthwise"  # or "after_expand" (ConvNeXt's place)
-    layer_scale: float | None = None  # initial per-channel scale, None: off
+    layer_scale: float | None = None  # initial scale; 0: off; unset: ConvNeXt 1e-6, else off
     drop_path: float = 0.0
     head: str = "lsoftmax"  # or "softmax"
     margin: int = 4
@@ -82,6 +102,23 @@ class ModelConfig:
     anneal_epochs: float | None = (
         None  # epochs over which lambda decays to ~1.7; None: the whole run
     )
+
+    def __post_init__(self):
+        if self.architecture not in STANDARD_SIZES:
+            raise ConfigError(
+                f"[model] architecture {self.architecture!r} is unknown; "
+                f"choose one of {list(ARCHITECTURES)}"
+            )
+        depths, widths = STANDARD_SIZES[self.architecture]
+        self.depths = list(depths if self.depths is None else self.depths)
+        self.widths = list(widths if self.widths is None else self.widths)
+        if self.layer_scale is None:
+            self.layer_scale = STANDARD_LAYER_SCALE.get(self.architecture)
+        if len(self.depths) != len(self.widths) or not self.depths:
+            raise ConfigError(
+                f"[model] depths {self.depths} and widths {self.widths} must have the same, "
+                "non-zero length (one entry per stage)"
+            )
 
 
 @dataclass

@@ -13,6 +13,7 @@ needs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import keras
@@ -72,6 +73,50 @@ def musicnext_block(
     return keras.layers.Add(name=f"{name}_add", dtype=dtype)([x, branch])
 
 
+def standardized_segments(
+    input_shape: Sequence[int], input_mean: float, input_std: float, dtype=None
+):
+    """The classifier's input and its standardisation with the training set's statistics.
+
+    Every architecture starts this way, so a SavedModel carries the statistics to serving.
+    Returns:
+        (the "segments" `keras.Input` [batch, time, mel, 1], the standardised tensor).
+    """
+    segments = keras.Input(shape=tuple(input_shape), name=SEGMENTS_INPUT)
+    standardized = keras.layers.Normalization(
+        axis=None,
+        mean=float(input_mean),
+        variance=float(input_std) ** 2,
+        name="input_standardization",
+        dtype=dtype,
+    )(segments)
+    return segments, standardized
+
+
+def drop_path_rates(depths: Sequence[int], drop_path: float) -> list[list[float]]:
+    """Stochastic-depth rate of every block, per stage: rising linearly from 0 to `drop_path`
+    over all blocks of the network (ConvNeXt's rule)."""
+    total = sum(depths)
+    rates = [drop_path * index / max(1, total - 1) for index in range(total)]
+    starts = [sum(depths[:stage]) for stage in range(len(depths))]
+    return [rates[start : start + depth] for start, depth in zip(starts, depths)]
+
+
+def stacked_stages(x, depths, widths, drop_path: float, block, downsample_stage):
+    """The stages of a ConvNeXt-style network: `depths[s]` blocks of `widths[s]` channels per
+    stage, with `downsample_stage(x, width, name)` before every stage but the first.
+
+    `block(x, width, name=..., drop_path=...)` builds one residual block; blocks are named
+    `stage_{s}_block_{b}` and their stochastic-depth rates rise linearly over the network.
+    """
+    for stage, (width, rates) in enumerate(zip(widths, drop_path_rates(depths, drop_path))):
+        if stage > 0:
+            x = downsample_stage(x, width, name=f"stage_{stage}_downsample")
+        for index, rate in enumerate(rates):
+            x = block(x, width, name=f"stage_{stage}_block_{index}", drop_path=rate)
+    return x
+
+
 def classification_head(pooled, num_classes: int, head: str, margin: int = 4, **lambda_schedule):
     """The genre-sensitive adjustment layer (L-softmax, no bias) or a plain softmax dense layer."""
     if head == "lsoftmax":
@@ -119,33 +164,19 @@ def MusicNeXt(
     """
     if len(depths) != len(widths):
         raise ValueError(f"depths {list(depths)} and widths {list(widths)} must have equal length")
-    segments = keras.Input(shape=tuple(input_shape), name=SEGMENTS_INPUT)
-    x = keras.layers.Normalization(
-        axis=None,
-        mean=float(input_mean),
-        variance=float(input_std) ** 2,
-        name="input_standardization",
-        dtype=dtype,
-    )(segments)
+    segments, x = standardized_segments(input_shape, input_mean, input_std, dtype)
     x = stem(x, widths[0], stem_kernel, dtype=dtype)
-    total_blocks, block_index = sum(depths), 0
-    for stage, (depth, width) in enumerate(zip(depths, widths)):
-        if stage > 0:
-            x = downsample(x, width, name=f"stage_{stage}_downsample", dtype=dtype)
-        for block in range(depth):
-            rate = drop_path * block_index / max(1, total_blocks - 1)
-            x = musicnext_block(
-                x,
-                width,
-                name=f"stage_{stage}_block_{block}",
-                kernel_size=kernel_size,
-                expansion=expansion,
-                elu_position=elu_position,
-                layer_scale=layer_scale,
-                drop_path=rate,
-                dtype=dtype,
-            )
-            block_index += 1
+    block = functools.partial(
+        musicnext_block,
+        kernel_size=kernel_size,
+        expansion=expansion,
+        elu_position=elu_position,
+        layer_scale=layer_scale,
+        dtype=dtype,
+    )
+    x = stacked_stages(
+        x, depths, widths, drop_path, block, functools.partial(downsample, dtype=dtype)
+    )
     pooled = keras.layers.GlobalAveragePooling2D(name="pooling", dtype=dtype)(x)
     logits = classification_head(
         pooled,
@@ -160,6 +191,21 @@ def MusicNeXt(
     return keras.Model(segments, logits, name=name)
 
 
+# The ModelConfig fields each architecture takes besides the sizes, drop path and head.
+ARCHITECTURE_OPTIONS = {
+    "musicnext": ("stem_kernel", "kernel_size", "expansion", "elu_position", "layer_scale"),
+    "convnext": ("stem_kernel", "kernel_size", "expansion", "layer_scale"),
+    "resnet": ("expansion",),
+}
+
+
+def architecture_builders() -> dict:
+    """Architecture name -> the function building its classifier."""
+    from musicnext_tf import baselines  # imported here: baselines builds on this module
+
+    return {"musicnext": MusicNeXt, "convnext": baselines.ConvNeXt, "resnet": baselines.ResNet}
+
+
 def build_model(
     config: ModelConfig,
     features: FeatureConfig,
@@ -169,19 +215,19 @@ def build_model(
     anneal_steps: int = 8000,
     dtype=None,
 ) -> keras.Model:
-    """Builds the configured classifier; `anneal_steps` sets how fast L-softmax's lambda decays."""
-    if config.architecture != "musicnext":
-        raise ValueError(f"unknown architecture {config.architecture!r}; available: ['musicnext']")
-    return MusicNeXt(
+    """Builds the configured classifier (`config.architecture`); `anneal_steps` sets how fast
+    L-softmax's lambda decays."""
+    builders = architecture_builders()
+    if config.architecture not in builders:
+        raise ValueError(
+            f"unknown architecture {config.architecture!r}; available: {sorted(builders)}"
+        )
+    options = {name: getattr(config, name) for name in ARCHITECTURE_OPTIONS[config.architecture]}
+    return builders[config.architecture](
         num_classes,
         input_shape=(features.segment_frames, features.n_mels, 1),
         depths=config.depths,
         widths=config.widths,
-        stem_kernel=config.stem_kernel,
-        kernel_size=config.kernel_size,
-        expansion=config.expansion,
-        elu_position=config.elu_position,
-        layer_scale=config.layer_scale,
         drop_path=config.drop_path,
         head=config.head,
         margin=config.margin,
@@ -192,6 +238,7 @@ def build_model(
         input_mean=input_mean,
         input_std=input_std,
         dtype=dtype,
+        **options,
     )
 
 

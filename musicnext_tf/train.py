@@ -44,6 +44,7 @@ from musicnext_tf.files import atomic_write, write_json
 from musicnext_tf.layers import LSoftmax
 from musicnext_tf.losses import LSoftmaxLoss
 from musicnext_tf.model import build_model, needs_labels, training_model
+from musicnext_tf.monitor import tensorboard_callbacks
 from musicnext_tf.pipeline import feature_statistics, steps_per_epoch, training_dataset
 from musicnext_tf.prepare import PreparedDataset, SplitFeatures, prepare
 from musicnext_tf.run_folder import (
@@ -195,7 +196,7 @@ def observer_callbacks(run: TrainingRun) -> list[keras.callbacks.Callback]:
 
     They run after the validation metrics and the L-softmax lambda are in the epoch's logs and
     before the epoch's checkpoint is written."""
-    return []
+    return tensorboard_callbacks(run.config, run.run_dir, run.classifier, run.prepared)
 
 
 def training_callbacks(

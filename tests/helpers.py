@@ -62,3 +62,19 @@ def tiny_config(data_dir: Path, **sections) -> ExperimentConfig:
         overrides.setdefault(name, {}).update(values)
     overrides["data"]["data_dir"] = str(data_dir)
     return resolve("folder", None, overrides)
+
+
+def assert_keras_round_trip(model, inputs: np.ndarray, path: Path):
+    """Saves `model` as a `.keras` file, loads it back (no custom_objects) and checks that it
+    computes the same outputs; returns the loaded model."""
+    import keras
+
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(
+        np.asarray(loaded(inputs, training=False)),
+        np.asarray(model(inputs, training=False)),
+        rtol=1e-5,
+        atol=1e-6,
+    )
+    return loaded
