@@ -74,6 +74,11 @@ class LogMelSpectrogram(keras.layers.Layer):
     The output is float32 whatever the layer's policy: the decibel scale needs the range. The FFT
     runs in `fft_dtype` (float64 by default): a float32 FFT has a round-off floor about 135 dB below
     the loudest bin, which shows as errors of tenths of a dB in near-silent bands of pure tones.
+
+    With `center=True` (librosa's default) the signal is zero-padded by n_fft // 2 on both sides and
+    frame t is centred on sample t * hop_length. `center=False` frames the input as given
+    (1 + (samples - n_fft) // hop_length frames), so that a long recording, padded once, can be
+    processed in pieces that give exactly the frames of the whole (see `inference`).
     """
 
     def __init__(
@@ -87,6 +92,7 @@ class LogMelSpectrogram(keras.layers.Layer):
         power: float = 2.0,
         log_floor: float = 1e-10,
         fft_dtype: str = "float64",
+        center: bool = True,
         **kwargs,
     ):
         kwargs.setdefault("dtype", "float32")
@@ -100,6 +106,7 @@ class LogMelSpectrogram(keras.layers.Layer):
         self.power = power
         self.log_floor = log_floor
         self.fft_dtype = fft_dtype
+        self.center = bool(center)
         self._filters = mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
 
     @classmethod
@@ -119,8 +126,10 @@ class LogMelSpectrogram(keras.layers.Layer):
 
     def call(self, waveform):
         fft_dtype = tf.as_dtype(self.fft_dtype)
-        half = self.n_fft // 2
-        padded = tf.pad(tf.cast(waveform, fft_dtype), [[0, 0], [half, half]])
+        padded = tf.cast(waveform, fft_dtype)
+        if self.center:
+            half = self.n_fft // 2
+            padded = tf.pad(padded, [[0, 0], [half, half]])
         spectrum = tf.signal.stft(
             padded,
             frame_length=self.n_fft,
@@ -137,7 +146,12 @@ class LogMelSpectrogram(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         samples = input_shape[1]
-        frames = None if samples is None else frames_for_samples(samples, self.hop_length)
+        if samples is None:
+            frames = None
+        elif self.center:
+            frames = frames_for_samples(samples, self.hop_length)
+        else:
+            frames = 1 + (samples - self.n_fft) // self.hop_length
         return (input_shape[0], frames, self.n_mels)
 
     def get_config(self):
@@ -152,6 +166,7 @@ class LogMelSpectrogram(keras.layers.Layer):
             power=self.power,
             log_floor=self.log_floor,
             fft_dtype=self.fft_dtype,
+            center=self.center,
         )
         return config
 

@@ -113,6 +113,19 @@ def test_batch_is_processed_independently(rng):
         np.testing.assert_array_equal(together[i], layer(batch[i : i + 1])[0].numpy())
 
 
+def test_uncentred_frames_of_a_padded_signal_equal_the_centred_frames(rng):
+    """`center=False` on a signal padded by n_fft // 2 gives the centred frames; so do pieces of
+    it that start on a frame boundary (how `inference` processes long recordings in steps)."""
+    waveform = (0.2 * rng.standard_normal(3 * SR)).astype(np.float32)
+    centred = LogMelSpectrogram()(waveform[None])[0].numpy()
+    padded = np.pad(waveform, 1024)[None]
+    uncentred = LogMelSpectrogram(center=False)
+    assert uncentred.compute_output_shape((1, padded.shape[1])) == (1, len(centred), 128)
+    np.testing.assert_allclose(uncentred(padded)[0].numpy(), centred, rtol=1e-6, atol=1e-5)
+    piece = uncentred(padded[:, 100 * 256 : 100 * 256 + 49 * 256 + 2048])[0].numpy()
+    np.testing.assert_allclose(piece, centred[100:150], rtol=1e-6, atol=1e-5)
+
+
 def test_float32_fft_option_is_close_but_coarser(rng):
     waveform = (0.5 * np.sin(2 * np.pi * 440 * np.arange(10 * SR) / SR)).astype(np.float32)
     reference = librosa_log_mel(waveform)
