@@ -52,6 +52,17 @@ def _fsync(path: Path) -> None:
         os.close(handle)
 
 
+def sync_tree(folder: str | os.PathLike, recursive: bool = True) -> None:
+    """Flushes the folder's entries, and with `recursive` every file and subfolder below it, to
+    disk, so that a rename that publishes the folder is never followed by missing data."""
+    folder = Path(folder)
+    if recursive:
+        for path in folder.rglob("*"):
+            if path.is_file() or path.is_dir():
+                _fsync(path)
+    _fsync(folder)
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yields an empty temporary folder beside `path` to fill; when the block ends without error,
@@ -62,10 +73,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=".tmp-"))
     try:
         yield temporary
-        for file in temporary.rglob("*"):
-            if file.is_file():
-                _fsync(file)
-        _fsync(temporary)
+        sync_tree(temporary)
         os.rename(temporary, path)
         _fsync(path.parent)
     except BaseException:
