@@ -10,6 +10,8 @@ from pathlib import Path
 
 from musicnext_tf.config import ARCHITECTURES
 
+DEFAULT_EXPORT_BASE = "saved_models"  # as musicnext_tf.export.DEFAULT_BASE, without importing TF
+
 EPILOG = """\
 examples:
   musicnext-tf fit --data demo                       train on the built-in synthetic demo set
@@ -17,6 +19,8 @@ examples:
   musicnext-tf fit --data folder --data-dir ~/music/by-genre --head softmax
   musicnext-tf fit --resume runs/gtzan-20250101-120000   continue an interrupted run
   musicnext-tf evaluate runs/gtzan-20250101-120000       test report of the best model
+  musicnext-tf predict runs/gtzan-20250101-120000 ~/music/new --output genres.csv
+  musicnext-tf export runs/gtzan-20250101-120000         saved_models/gtzan/<next version>/
 """
 
 
@@ -83,6 +87,16 @@ def _add_fit_parser(commands) -> None:
         type=int,
         help="seed of the train/validation/test split alone (default: --seed, else [data] split_seed)",
     )
+    fit.add_argument(
+        "--export-base",
+        default=DEFAULT_EXPORT_BASE,
+        metavar="DIR",
+        help="at the end, export the selected model for TF Serving as DIR/<dataset>/<next "
+        f"version>/ (default: {DEFAULT_EXPORT_BASE}; see `musicnext-tf export`)",
+    )
+    fit.add_argument(
+        "--no-export", action="store_true", help="do not export a SavedModel at the end"
+    )
     _add_strict_and_quiet(fit)
 
 
@@ -117,6 +131,78 @@ def _add_evaluate_parser(commands) -> None:
     )
     evaluate.add_argument("--batch-size", type=int, help="segments per batch (default: the run's)")
     _add_strict_and_quiet(evaluate)
+
+
+def _add_export_parser(commands) -> None:
+    export = commands.add_parser(
+        "export",
+        help="write a run's model as a SavedModel for TensorFlow Serving",
+        description=(
+            "Export a run's model as BASE/NAME/VERSION/ (saved_model.pb, variables/, assets/) in "
+            "TF Serving's layout, VERSION being one more than the highest there. Signatures: "
+            "serving_default (log-mel segments -> probabilities, class_id, genre), waveform "
+            "(mono audio at the run's sample rate -> the same per clip, and embedding) and "
+            "embedding (segments -> pooled features); see saved_models/README.md."
+        ),
+    )
+    _add_trained_model(export, "RUN_DIR")
+    export.add_argument("--name", help="model name, the folder under BASE (default: the dataset)")
+    export.add_argument(
+        "--base",
+        default=DEFAULT_EXPORT_BASE,
+        help=f"folder of the exported models (default: {DEFAULT_EXPORT_BASE})",
+    )
+
+
+def _add_trained_model(parser, metavar: str) -> None:
+    """The MODEL argument of `export` and `predict`, and `--model` choosing within a run."""
+    parser.add_argument(
+        "model",
+        metavar=metavar,
+        help="a run folder written by `fit`, or a .keras model file inside one",
+    )
+    parser.add_argument(
+        "--model",
+        dest="which",
+        choices=["best", "last"],
+        help="which model of a run folder (default: best if the run kept one, else last)",
+    )
+
+
+def _add_predict_parser(commands) -> None:
+    predict = commands.add_parser(
+        "predict",
+        help="the genre of audio files, with a trained model",
+        description=(
+            "Classify audio files of any length: each file is decoded, mixed to mono, resampled "
+            "to the model's sample rate and cut into whole segments, and the segments' genre "
+            "probabilities are averaged (the SavedModel's waveform signature computes the same). "
+            "Files that cannot be used are reported with a warning, listed with an error and "
+            "skipped."
+        ),
+    )
+    _add_trained_model(predict, "MODEL")
+    predict.add_argument(
+        "paths",
+        nargs="+",
+        metavar="FILE_OR_FOLDER",
+        help="audio files, or folders searched recursively for audio files",
+    )
+    predict.add_argument(
+        "--clip-rule",
+        choices=["full", "head", "paper", "dataset"],
+        default="full",
+        help="which part of each file: full (default: every whole segment), head (the first "
+        "[audio] clip_seconds), paper (the ISMIR2004 rule: seconds 30-60), dataset (the rule "
+        "of the run's dataset)",
+    )
+    predict.add_argument(
+        "--format",
+        choices=["csv", "json"],
+        help="output format (default: json for an --output ending in .json, else csv)",
+    )
+    predict.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    _add_strict_and_quiet(predict)
 
 
 def _stacking_ratio(text: str) -> list[int]:
@@ -232,10 +318,11 @@ def _fit(args) -> int:
         )
     progress, strict = not args.quiet, args.strict
     try:
+        export_base = None if args.no_export else args.export_base
         if args.resume:
-            metrics = train.resume(run_dir, progress, strict)
+            metrics = train.resume(run_dir, progress, strict, export_base=export_base)
         else:
-            metrics = train.fit(config, run_dir, progress, strict)
+            metrics = train.fit(config, run_dir, progress, strict, export_base=export_base)
     except KeyboardInterrupt:
         print(f"\n{train.interruption_message(run_dir)}", file=sys.stderr)
         return 130
@@ -245,6 +332,7 @@ def _fit(args) -> int:
         f"{metrics['test_clip_accuracy']:.4f}, segment accuracy "
         f"{metrics['test_segment_accuracy']:.4f}, loss {metrics['test_loss']:.4f} after "
         f"{metrics['epochs_completed']} epochs\nrun folder: {run_dir}"
+        + (f"\nSavedModel: {metrics['export']}" if metrics.get("export") else "")
     )
     return 0
 
@@ -266,10 +354,47 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _export(args) -> int:
+    from musicnext_tf.export import export_run
+
+    print(export_run(args.model, base=args.base, name=args.name, which=args.which))
+    return 0
+
+
+def _predict(args) -> int:
+    from musicnext_tf.files import atomic_write
+    from musicnext_tf.inference import load_trained_model
+    from musicnext_tf.predict import audio_files, format_predictions, predict_files
+
+    files = audio_files(args.paths)
+    trained = load_trained_model(args.model, args.which)
+    output_format = args.format or (
+        "json" if args.output and args.output.lower().endswith(".json") else "csv"
+    )
+    predictions = predict_files(trained, files, args.clip_rule, progress=not args.quiet)
+    text = format_predictions(predictions, trained, args.clip_rule, output_format)
+    if args.output:
+        atomic_write(args.output, text.encode("utf-8"))
+    else:
+        sys.stdout.write(text)
+    skipped = sum(1 for prediction in predictions if prediction.error)
+    if skipped and args.strict:
+        print(
+            f"musicnext-tf predict: error: {skipped} of {len(predictions)} file(s) could not be "
+            "classified (see the warnings and the error column); rerun without --strict to "
+            "accept that",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
+
+
 # name -> (function adding the subcommand's parser, function running it and returning an exit code)
 COMMANDS = {
     "fit": (_add_fit_parser, _fit),
     "evaluate": (_add_evaluate_parser, _evaluate),
+    "predict": (_add_predict_parser, _predict),
+    "export": (_add_export_parser, _export),
     "presets": (_add_presets_parser, _presets),
 }
 
@@ -284,12 +409,13 @@ def main(argv: list[str] | None = None) -> int:
     from musicnext_tf.audio import AudioError
     from musicnext_tf.config import ConfigError
     from musicnext_tf.datasets import DatasetError
+    from musicnext_tf.export import ExportError
     from musicnext_tf.prepare import PrepareError
     from musicnext_tf.run_folder import RunError
 
     try:
         return COMMANDS[args.command][1](args)
-    except (ConfigError, DatasetError, PrepareError, AudioError, RunError) as error:
+    except (ConfigError, DatasetError, PrepareError, AudioError, RunError, ExportError) as error:
         print(f"musicnext-tf {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

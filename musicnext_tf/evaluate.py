@@ -359,7 +359,7 @@ def choose_model(run_dir: str | os.PathLike, which: str | None) -> str:
     if which == "best" and model_file(run_dir, "last").exists():
         raise RunError(
             f"{run_dir} has no best model: the run had no validation split ([data] "
-            "validation_fraction = 0); evaluate the last model with --model last"
+            "validation_fraction = 0); use the last model with --model last"
         )
     raise RunError(
         f"{model_file(run_dir, which)} not found: no epoch of this run has completed yet; "

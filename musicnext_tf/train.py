@@ -17,6 +17,9 @@ selected model (the best one, or the last without a validation split).
     RUN_DIR/metrics.json        test_segment_accuracy, test_clip_accuracy, test_loss,
                                 epochs_completed, best_epoch, history; written last
 
+With `export_base`, the selected model is also exported for TF Serving as the next version of
+`EXPORT_BASE/<dataset>/` (see `export`) just before `metrics.json` is written.
+
 Reproducibility: `train.seed` seeds the initialisation (`keras.utils.set_random_seed`) and the
 training stream, whose epoch k depends only on (seed, k); a resumed run restores weights,
 optimizer state, the L-softmax annealing step and the random generators' states, and so trains
@@ -40,6 +43,7 @@ import keras
 from musicnext_tf import datasets
 from musicnext_tf.config import ConfigError, ExperimentConfig, load_run_config
 from musicnext_tf.evaluate import evaluate_split, report_model, split_for_model
+from musicnext_tf.export import export_run
 from musicnext_tf.files import atomic_write, write_json
 from musicnext_tf.layers import LSoftmax
 from musicnext_tf.losses import LSoftmaxLoss
@@ -221,11 +225,14 @@ def fit(
     progress: bool = True,
     strict: bool = False,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    export_base: str | Path | None = None,
 ) -> dict:
     """Starts a run in a new (or empty) folder, trains it and returns `RUN_DIR/metrics.json`.
 
     Args:
         callbacks: extra Keras callbacks; they run before the epoch's checkpoint is written.
+        export_base: export the selected model to EXPORT_BASE/<dataset>/<next version>/ at the
+            end (None: no export).
     Raises:
         RunError: `run_dir` already holds a run.
     """
@@ -240,7 +247,7 @@ def fit(
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
         write_json(run_dir / "config.json", config.to_dict())
-        return _train(config, run_dir, progress, strict, callbacks, index)
+        return _train(config, run_dir, progress, strict, callbacks, index, export_base)
 
 
 def resume(
@@ -248,6 +255,7 @@ def resume(
     progress: bool = True,
     strict: bool = False,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    export_base: str | Path | None = None,
 ) -> dict:
     """Continues a run from its last complete epoch with the settings in `RUN_DIR/config.json`.
 
@@ -258,7 +266,7 @@ def resume(
     if not is_finished(run_dir):
         with run_lock(run_dir):
             if not is_finished(run_dir):  # another process may have finished it meanwhile
-                return _train(config, run_dir, progress, strict, callbacks)
+                return _train(config, run_dir, progress, strict, callbacks, None, export_base)
     return json.loads((run_dir / "metrics.json").read_text())
 
 
@@ -391,6 +399,7 @@ def _train(
     strict: bool,
     callbacks: Sequence[keras.callbacks.Callback],
     index: datasets.DatasetIndex | None = None,
+    export_base: str | Path | None = None,
 ) -> dict:
     """Trains the run in `run_dir` from its latest checkpoint (or from the start) and finishes it."""
     _check_config(config)
@@ -429,17 +438,16 @@ def _train(
             shuffle=False,  # the pipeline shuffles, reproducibly
             verbose=1 if progress else 0,
         )
-    return _finish(run, progress)
+    return _finish(run, progress, export_base)
 
 
-def _finish(run: TrainingRun, progress: bool = True) -> dict:
+def _finish(run: TrainingRun, progress: bool = True, export_base: str | Path | None = None) -> dict:
     """Reports the selected model on the test split and writes `metrics.json` (the run's last
     file: its presence marks the run finished)."""
     checkpoint: Checkpoint | None = latest_checkpoint(run.run_dir)
     if checkpoint is None:
         raise RunError(f"{run.run_dir}: no completed epoch to report ([train] epochs = 0?)")
     publish_models(run.run_dir, checkpoint)
-    # the SavedModel export for serving belongs here, once the models are published
     which = "best" if run.state["best"] else "last"
     test = split_for_model(run.prepared, "test", run.genres)
     batch_size = run.config.train.batch_size
@@ -463,5 +471,7 @@ def _finish(run: TrainingRun, progress: bool = True) -> dict:
         "evaluation": [str(path.relative_to(run.run_dir)) for path in paths],
         "history": {key: [row.get(key) for row in history] for key in keys},
     }
+    if export_base is not None:  # the run is finished but for metrics.json: a kill exports again
+        metrics["export"] = str(export_run(run.run_dir, export_base, which=which))
     write_json(run.run_dir / "metrics.json", metrics)
     return metrics

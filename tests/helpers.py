@@ -64,6 +64,17 @@ def tiny_config(data_dir: Path, **sections) -> ExperimentConfig:
     return resolve("folder", None, overrides)
 
 
+def train_tiny_run(root: Path, **sections) -> Path:
+    """Trains `tiny_config` on a fresh timbre dataset (9 clips per class) with its feature cache in
+    `root`; returns the run folder `root/run`. About 10 s on 2 cores."""
+    from musicnext_tf.train import fit
+
+    data = write_timbre_dataset(root / "data", clips_per_class=9)
+    cache = {"cache_dir": str(root / "cache")}
+    fit(tiny_config(data, data=cache, **sections), root / "run", progress=False)
+    return root / "run"
+
+
 def assert_keras_round_trip(model, inputs: np.ndarray, path: Path):
     """Saves `model` as a `.keras` file, loads it back (no custom_objects) and checks that it
     computes the same outputs; returns the loaded model."""

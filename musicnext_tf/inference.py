@@ -1,0 +1,275 @@
+"""Clip classification in the TensorFlow graph, shared by `predict` and the exported SavedModel.
+
+`ClipClassifier` holds the one implementation of
+
+    waveform [clips, samples] -> log-mel -> all whole segments -> classifier -> mean of the
+    segments' probabilities per clip
+
+that the `waveform` serving signature exports and `musicnext-tf predict` runs, so the two agree by
+construction. Segments are cut as in feature preparation (consecutive, non-overlapping, from frame
+0, the trailing partial segment dropped), but a recording of any length contributes all its whole
+segments. The work runs in steps of `SEGMENTS_PER_STEP` segments per clip, each computing only its
+own frames from the once-padded waveform, so memory stays bounded for hour-long recordings.
+
+`load_trained_model` finds the classifier, its config and its genres from a run folder or a model
+file inside one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from musicnext_tf.config import ExperimentConfig, FeatureConfig, load_run_config
+from musicnext_tf.features import LogMelSpectrogram, frames_for_samples
+from musicnext_tf.run_folder import RunError
+
+SEGMENTS_PER_STEP = 16  # per clip and step: about 130 MB of float64 STFT at 256 x 128 segments
+_RUN_FILES = ("config.json", "run.json")
+_MODEL_FILE_DEPTH = 3  # RUN_DIR/checkpoints/epoch-0007/best.keras is three levels below the run
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A trained classifier with what it needs to classify audio.
+
+    Attributes:
+        classifier: segments [batch, segment_frames, n_mels, 1] -> logits [batch, classes].
+        config: the run's resolved config (sample rate, features, clip rule).
+        genres: genre names in class-id order.
+        model_file: the `.keras` file the classifier was loaded from.
+        run_dir: the run folder it belongs to.
+        which: "best", "last" or None (a model file given by path).
+    """
+
+    classifier: keras.Model
+    config: ExperimentConfig
+    genres: tuple[str, ...]
+    model_file: Path
+    run_dir: Path
+    which: str | None = None
+
+
+def load_trained_model(model: str | os.PathLike, which: str | None = None) -> TrainedModel:
+    """Loads a run's classifier: MODEL is a run folder written by `fit` (its best model when the
+    run kept one, else its last, or `which`), or a `.keras` model file inside a run folder.
+
+    Raises:
+        RunError: MODEL is neither, or the model does not fit the run's genres and features.
+    """
+    from musicnext_tf.evaluate import choose_model
+    from musicnext_tf.run_folder import model_file
+
+    path = Path(model)
+    if path.is_dir():
+        run_dir = path
+        if not all((run_dir / name).is_file() for name in _RUN_FILES):
+            raise RunError(
+                f"{run_dir} is not a run folder (it needs {' and '.join(_RUN_FILES)}): give a "
+                "folder written by `musicnext-tf fit`, or a .keras model file inside one"
+            )
+        which = choose_model(run_dir, which)
+        path = model_file(run_dir, which)
+    elif path.is_file() and path.suffix == ".keras":
+        if which is not None:
+            raise RunError(
+                f"--model {which} chooses a model of a run folder, but {path} is a model file; "
+                "give the run folder instead, or drop --model"
+            )
+        run_dir = _run_dir_of(path)
+    else:
+        raise RunError(
+            f"{path}: no such run folder or .keras model file; give a folder written by "
+            "`musicnext-tf fit` (or its model_best.keras / model_last.keras)"
+        )
+    config = load_run_config(run_dir)
+    genres = tuple(json.loads((run_dir / "run.json").read_text())["genres"])
+    import musicnext_tf  # noqa: F401  (registers the custom layers for load_model)
+
+    classifier = keras.saving.load_model(path)
+    _check_fits(classifier, path, config.features, genres)
+    return TrainedModel(classifier, config, genres, path, run_dir, which)
+
+
+def _run_dir_of(model_file: Path) -> Path:
+    """The run folder holding a model file: the nearest ancestor with config.json and run.json."""
+    for folder in list(model_file.absolute().parents)[:_MODEL_FILE_DEPTH]:
+        if all((folder / name).is_file() for name in _RUN_FILES):
+            return folder
+    raise RunError(
+        f"{model_file}: no run folder (config.json and run.json) above it, so its genres, sample "
+        "rate and features are unknown; use a model file inside a folder written by `fit`"
+    )
+
+
+def _check_fits(classifier, path: Path, features: FeatureConfig, genres: Sequence[str]) -> None:
+    expected_input = (None, features.segment_frames, features.n_mels, 1)
+    if tuple(classifier.input_shape) != expected_input or classifier.output_shape[-1] != len(
+        genres
+    ):
+        raise RunError(
+            f"{path}: the model maps {classifier.input_shape} to {classifier.output_shape}, but its "
+            f"run expects segments {expected_input} and {len(genres)} genres; the model file does "
+            "not belong to this run folder"
+        )
+
+
+def min_samples(features: FeatureConfig) -> int:
+    """The shortest waveform that holds one whole segment: (segment_frames - 1) * hop_length."""
+    return (features.segment_frames - 1) * features.hop_length
+
+
+def whole_segments(samples, features: FeatureConfig):
+    """How many whole segments a waveform of `samples` samples gives (an int or a tensor)."""
+    return frames_for_samples(samples, features.hop_length) // features.segment_frames
+
+
+class ClipClassifier:
+    """Classifies log-mel segments and whole waveforms with a trained classifier, in the graph.
+
+    The methods are plain functions of tensors (for `keras.export.ExportArchive`, which traces them
+    with the signatures below); `classify_waveform` runs the same graph from Python.
+
+    Args:
+        classifier: segments -> logits, with a layer named "pooling" (the pooled features).
+        features: the run's feature settings (segment and mel sizes, STFT).
+        sample_rate: the sample rate the waveform must have.
+        genres: genre names in class-id order; they become constants of the graph.
+        segments_per_step: segments per clip processed at once in `waveform`.
+    """
+
+    def __init__(
+        self,
+        classifier: keras.Model,
+        features: FeatureConfig,
+        sample_rate: int,
+        genres: Sequence[str],
+        segments_per_step: int = SEGMENTS_PER_STEP,
+    ):
+        self.classifier = classifier
+        self.features = features
+        self.sample_rate = int(sample_rate)
+        self.genres = tuple(genres)
+        self.segments_per_step = int(segments_per_step)
+        self._scores = keras.Model(
+            classifier.input,
+            {"logits": classifier.output, "embedding": classifier.get_layer("pooling").output},
+            name="scores",
+        )
+        # the waveform is centre-padded once, so the pieces are framed without padding
+        self._log_mel = LogMelSpectrogram.from_feature_config(
+            features, sample_rate, center=False, name="log_mel"
+        )
+        self._genre_names = tf.constant(self.genres)
+        self._waveform_graph = tf.function(self.waveform, input_signature=[self.waveform_spec])
+
+    @property
+    def segments_spec(self) -> tf.TensorSpec:
+        """float32 [batch, segment_frames, n_mels, 1]: log-mel segments before standardisation."""
+        shape = [None, self.features.segment_frames, self.features.n_mels, 1]
+        return tf.TensorSpec(shape, tf.float32, name="segments")
+
+    @property
+    def waveform_spec(self) -> tf.TensorSpec:
+        """float32 [batch, samples]: mono audio at `sample_rate`, one clip per row."""
+        return tf.TensorSpec([None, None], tf.float32, name="waveform")
+
+    def _decision(self, probabilities: tf.Tensor) -> dict[str, tf.Tensor]:
+        class_id = tf.argmax(probabilities, axis=-1)
+        return {
+            "probabilities": probabilities,
+            "class_id": class_id,
+            "genre": tf.gather(self._genre_names, class_id),
+        }
+
+    def segments(self, segments: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Per segment: `probabilities` [batch, classes], `class_id` int64 [batch], `genre` [batch]."""
+        logits = self._scores(segments, training=False)["logits"]
+        return self._decision(tf.nn.softmax(logits, axis=-1))
+
+    def embedding(self, segments: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Per segment: `embedding` [batch, features], the pooled features the head classifies."""
+        return {"embedding": self._scores(segments, training=False)["embedding"]}
+
+    def waveform(self, waveform: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Per clip: the mean over its whole segments of `probabilities` and of `embedding`, with
+        the `class_id` and `genre` of the mean probabilities.
+
+        Args:
+            waveform: float32 [clips, samples], at least `min_samples(features)` samples.
+        Returns:
+            `probabilities` [clips, classes], `class_id` int64 [clips], `genre` string [clips],
+            `embedding` [clips, features].
+        """
+        features = self.features
+        frames, hop = features.segment_frames, features.hop_length
+        clips, samples = tf.shape(waveform)[0], tf.shape(waveform)[1]
+        count = whole_segments(samples, features)
+        needed = min_samples(features)
+        check = tf.debugging.assert_positive(
+            count,
+            message=f"the waveform is too short: one segment needs at least {needed} samples "
+            f"({needed / self.sample_rate:.2f} s at {self.sample_rate} Hz)",
+        )
+        half = features.n_fft // 2
+        with tf.control_dependencies([check]):
+            padded = tf.pad(waveform, [[0, 0], [half, half]])
+        step = self.segments_per_step
+
+        def one_step(index, probability_sum, embedding_sum):
+            first = index * step
+            taken = tf.minimum(step, count - first)
+            start = first * frames * hop
+            piece = padded[:, start : start + (taken * frames - 1) * hop + features.n_fft]
+            log_mel = self._log_mel(piece)  # [clips, taken * frames, n_mels]
+            segments = tf.reshape(log_mel, [clips * taken, frames, features.n_mels, 1])
+            scores = self._scores(segments, training=False)
+
+            def per_clip_sum(values):
+                return tf.reduce_sum(tf.reshape(values, [clips, taken, -1]), axis=1)
+
+            return (
+                index + 1,
+                probability_sum + per_clip_sum(tf.nn.softmax(scores["logits"], axis=-1)),
+                embedding_sum + per_clip_sum(scores["embedding"]),
+            )
+
+        pooled = self.classifier.get_layer("pooling").output.shape[-1]
+        _, probability_sum, embedding_sum = tf.while_loop(
+            lambda index, *_: index * step < count,
+            one_step,
+            (
+                tf.constant(0),
+                tf.zeros([clips, len(self.genres)]),
+                tf.zeros([clips, pooled]),
+            ),
+        )
+        count = tf.cast(count, tf.float32)
+        return {
+            **self._decision(probability_sum / count),
+            "embedding": embedding_sum / count,
+        }
+
+    def classify_waveform(self, waveform) -> dict:
+        """Runs `waveform` on a batch of equal-length clips [clips, samples] (numpy or tensor);
+        returns numpy arrays (genre names as str)."""
+        outputs = self._waveform_graph(tf.convert_to_tensor(waveform, tf.float32))
+        result = {name: value.numpy() for name, value in outputs.items()}
+        result["genre"] = [name.decode("utf-8") for name in result["genre"]]
+        return result
+
+    @classmethod
+    def from_trained(cls, trained: TrainedModel, **kwargs) -> ClipClassifier:
+        return cls(
+            trained.classifier,
+            trained.config.features,
+            trained.config.audio.sample_rate,
+            trained.genres,
+            **kwargs,
+        )
