@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from musicnext_tf.config import ExperimentConfig, default_cache_dir
-from musicnext_tf.datasets import demo_audio, folder
+from musicnext_tf.datasets import folder, synth
 from musicnext_tf.datasets.base import DatasetIndex
 
 DEFAULT_CLIPS_PER_GENRE = 32
@@ -31,7 +31,7 @@ def load_index(config: ExperimentConfig) -> DatasetIndex:
     if options:
         raise ValueError(f"unknown [data] options for the demo dataset: {sorted(options)}")
     root = demo_root(config) / f"clips{clips}-{seconds:g}s-{config.audio.sample_rate}hz"
-    demo_audio.write_demo_dataset(
+    synth.write_demo_dataset(
         root, clips_per_genre=clips, seconds=seconds, sample_rate=config.audio.sample_rate
     )
     return folder.load_index(config, name="demo", root=root.resolve())
