@@ -1,8 +1,9 @@
 """Audio decoding, mixing to mono, resampling and the clip rule.
 
-Decoding uses soundfile (libsndfile: wav, flac, ogg/vorbis, mp3, au, aiff); resampling uses soxr's
-high-quality mode, as librosa's default does. The clip rule is applied before resampling, and only
-the frames it keeps are decoded, so a full-length song costs the 30 s it contributes.
+Decoding uses soundfile (libsndfile: wav, flac, ogg/vorbis, mp3, au, aiff) by default, or
+tensorflow-io (`[audio] decoder = "tfio"`, an optional extra); resampling uses soxr's high-quality
+mode, as librosa's default does. The clip rule is applied before resampling, and only the frames
+it keeps are decoded, so a full-length song costs the 30 s it contributes.
 
 Every failure raises `AudioError` with the path and a short machine-readable reason, so that
 dataset preparation can skip and report a bad file instead of stopping.
@@ -10,6 +11,7 @@ dataset preparation can skip and report a bad file instead of stopping.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 from dataclasses import dataclass
@@ -19,8 +21,14 @@ import numpy as np
 import soundfile
 import soxr
 
+from musicnext_tf.config import ConfigError
+
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".au", ".snd", ".aiff", ".aif")
 CLIP_RULES = ("head", "paper", "full")
+DECODERS = ("soundfile", "tfio")
+# A clip whose peak stays below -80 dBFS (about 3 steps of 16-bit audio) holds no music: digital
+# silence, or dither and hiss from an empty recording.
+SILENCE_PEAK_DBFS = -80.0
 
 
 class AudioError(Exception):
@@ -31,6 +39,10 @@ class AudioError(Exception):
         self.reason = reason
         self.detail = detail
         super().__init__(f"{self.path}: {reason}" + (f" ({detail})" if detail else ""))
+
+    def __reduce__(self):
+        # so that worker processes can send it back whole
+        return (AudioError, (self.path, self.reason, self.detail))
 
 
 @dataclass(frozen=True)
@@ -46,50 +58,162 @@ class AudioInfo:
         return self.frames / self.sample_rate
 
 
-def probe(path: str | os.PathLike) -> AudioInfo:
+@dataclass(frozen=True)
+class Clip:
+    """The part of a recording that a clip rule kept.
+
+    Attributes:
+        samples: mono float32 [frames] at the requested sample rate.
+        source: the recording's own rate, length and channels.
+        start, stop: the kept [start, stop) frames, at the source's rate.
+    """
+
+    samples: np.ndarray
+    source: AudioInfo
+    start: int
+    stop: int
+
+
+class SoundfileDecoder:
+    """libsndfile through soundfile: seeks, so only the kept frames are decoded."""
+
+    name = "soundfile"
+
+    def info(self, path: Path) -> AudioInfo:
+        try:
+            info = soundfile.info(str(path))
+        except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
+            raise AudioError(path, "undecodable", str(error).strip()) from None
+        return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels))
+
+    def read(self, path: Path, start: int, stop: int) -> np.ndarray:
+        """Frames [start, stop) as float32 [frames, channels] in [-1, 1]."""
+        try:
+            return soundfile.read(
+                str(path), start=start, stop=stop, dtype="float32", always_2d=True
+            )[0]
+        except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
+            raise AudioError(path, "undecodable", str(error).strip()) from None
+
+
+class TfioDecoder:
+    """tensorflow-io's `AudioIOTensor` (wav, flac, ogg/vorbis, mp3; not au or aiff)."""
+
+    name = "tfio"
+    _SCALE = {"int16": 2.0**15, "int32": 2.0**31, "uint8": 2.0**7}
+
+    def __init__(self):
+        try:
+            import tensorflow_io
+        except ImportError as error:
+            raise ConfigError(
+                f"[audio] decoder = 'tfio' needs tensorflow-io ({error}): pip install "
+                "musicnext-tf[tfio] (it runs with TensorFlow 2.17), or use decoder = 'soundfile'"
+            ) from None
+        import tensorflow
+
+        self._tfio = tensorflow_io
+        self._file_errors = (
+            tensorflow.errors.InvalidArgumentError,
+            tensorflow.errors.OutOfRangeError,
+            tensorflow.errors.DataLossError,
+            tensorflow.errors.UnknownError,
+        )
+
+    def _open(self, path: Path):
+        try:
+            return self._tfio.audio.AudioIOTensor(str(path))
+        except self._file_errors as error:
+            raise AudioError(path, "undecodable", _first_line(error.message)) from None
+        except Exception as error:  # ops that do not load on this TensorFlow, and the like
+            raise ConfigError(
+                f"tensorflow-io failed on {path}: {_first_line(str(error))}. It needs the "
+                "TensorFlow it was built for (2.17 for tensorflow-io 0.37); use [audio] "
+                "decoder = 'soundfile'"
+            ) from None
+
+    def info(self, path: Path) -> AudioInfo:
+        audio = self._open(path)
+        frames, channels = (int(n) for n in audio.shape.numpy())
+        return AudioInfo(int(audio.rate.numpy()), frames, channels)
+
+    def read(self, path: Path, start: int, stop: int) -> np.ndarray:
+        audio = self._open(path)
+        try:
+            samples = audio[start:stop].numpy()
+        except self._file_errors as error:
+            raise AudioError(path, "undecodable", _first_line(error.message)) from None
+        if samples.dtype == np.uint8:
+            return ((samples.astype(np.float32) - 128.0) / 128.0).reshape(len(samples), -1)
+        scale = self._SCALE.get(samples.dtype.name, 1.0)
+        return (samples.astype(np.float32) / np.float32(scale)).reshape(len(samples), -1)
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else ""
+
+
+@functools.cache
+def get_decoder(name: str = "soundfile") -> SoundfileDecoder | TfioDecoder:
+    """The decoder named by `[audio] decoder`; tensorflow-io is imported only when chosen."""
+    if name == "soundfile":
+        return SoundfileDecoder()
+    if name == "tfio":
+        return TfioDecoder()
+    raise ConfigError(f"[audio] decoder = {name!r} is unknown; choose one of {list(DECODERS)}")
+
+
+def probe(path: str | os.PathLike, decoder: str = "soundfile") -> AudioInfo:
     """Reads the header of an audio file; raises AudioError if it is not readable audio."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(path, "missing", "no such file")
     if path.stat().st_size == 0:
         raise AudioError(path, "empty", "file has 0 bytes")
-    try:
-        info = soundfile.info(str(path))
-    except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
-        raise AudioError(path, "undecodable", str(error).strip()) from None
-    if info.samplerate <= 0 or info.channels <= 0:
+    info = get_decoder(decoder).info(path)
+    if info.sample_rate <= 0 or info.channels <= 0:
         raise AudioError(
-            path, "undecodable", f"header says {info.samplerate} Hz, {info.channels} channels"
+            path, "undecodable", f"header says {info.sample_rate} Hz, {info.channels} channels"
         )
-    declared, present = _declared_and_present_data_bytes(path, info.format)
+    declared, present = _declared_and_present_data_bytes(path)
     if declared is not None and present < declared:
         # libsndfile quietly shortens such files; a cut-off download must not pass as a short song
         raise AudioError(
             path, "truncated", f"header declares {declared} data bytes, file holds {present}"
         )
-    return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels))
+    return info
 
 
-def _declared_and_present_data_bytes(path: Path, container: str) -> tuple[int | None, int]:
-    """Size of the audio data that a WAV or AU header declares, and how much the file holds.
+def _declared_and_present_data_bytes(path: Path) -> tuple[int | None, int]:
+    """Size of the audio data that a WAV, AU or AIFF header declares, and how much the file holds.
 
     Returns (None, 0) for other containers and for headers that leave the size open (streaming).
     """
     size = path.stat().st_size
     with path.open("rb") as file:
         head = file.read(12)
-        if container == "WAV" and head[:4] == b"RIFF" and head[8:12] == b"WAVE":
-            offset = 12
-            while offset + 8 <= size:
-                file.seek(offset)
-                chunk_id, chunk_size = struct.unpack("<4sI", file.read(8))
-                if chunk_id == b"data":
-                    open_ended = chunk_size in (0, 0xFFFFFFFF)
-                    return (None, 0) if open_ended else (chunk_size, size - offset - 8)
-                offset += 8 + chunk_size + (chunk_size & 1)
-        if container == "AU" and head[:4] == b".snd":
+        if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+            return _chunk_data_bytes(file, size, b"data", "<4sI")
+        if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+            declared, present = _chunk_data_bytes(file, size, b"SSND", ">4sI")
+            # SSND starts with an 8-byte offset and block size before the samples
+            return (None, 0) if declared is None else (declared - 8, present - 8)
+        if head[:4] == b".snd":
             data_offset, data_size = struct.unpack(">II", head[4:12])
             return (None, 0) if data_size == 0xFFFFFFFF else (data_size, size - data_offset)
+    return None, 0
+
+
+def _chunk_data_bytes(file, size: int, wanted: bytes, layout: str) -> tuple[int | None, int]:
+    """Declared and present size of the first `wanted` chunk of a RIFF or IFF file."""
+    offset = 12
+    while offset + 8 <= size:
+        file.seek(offset)
+        chunk_id, chunk_size = struct.unpack(layout, file.read(8))
+        if chunk_id == wanted:
+            open_ended = chunk_size in (0, 0xFFFFFFFF)
+            return (None, 0) if open_ended else (chunk_size, size - offset - 8)
+        offset += 8 + chunk_size + (chunk_size & 1)
     return None, 0
 
 
@@ -137,30 +261,27 @@ def resample(samples: np.ndarray, source_rate: int, target_rate: int) -> np.ndar
     return soxr.resample(samples, source_rate, target_rate, quality="HQ").astype(np.float32)
 
 
-def load_clip(
+def decode_clip(
     path: str | os.PathLike,
     sample_rate: int = 22050,
     rule: str = "head",
     clip_seconds: float = 30.0,
     min_seconds: float = 3.0,
-) -> np.ndarray:
+    decoder: str = "soundfile",
+) -> Clip:
     """Decodes the part of a recording the clip rule keeps, as mono float32 at `sample_rate`.
 
     Raises:
         AudioError with reason "missing", "empty", "undecodable", "truncated", "too_short",
         "silent" or "not_finite".
+        ConfigError for an unknown or unusable `decoder`.
     """
-    info = probe(path)
+    info = probe(path, decoder)
     try:
         start, stop = clip_window(info.frames, info.sample_rate, rule, clip_seconds, min_seconds)
     except AudioError as error:
         raise AudioError(path, error.reason, error.detail) from None
-    try:
-        samples = soundfile.read(
-            str(path), start=start, stop=stop, dtype="float32", always_2d=True
-        )[0]
-    except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
-        raise AudioError(path, "undecodable", str(error).strip()) from None
+    samples = get_decoder(decoder).read(Path(path), start, stop)
     wanted = stop - start
     # Headers of damaged files promise more frames than the data holds; a few missing frames
     # (mp3 padding estimates) are normal, more than a tenth of a second is a truncated file.
@@ -171,6 +292,29 @@ def load_clip(
     mono = to_mono(samples)
     if not np.all(np.isfinite(mono)):
         raise AudioError(path, "not_finite", "samples contain NaN or Inf")
-    if not np.any(mono):
+    _check_not_silent(path, mono)
+    return Clip(resample(mono, info.sample_rate, sample_rate), info, start, stop)
+
+
+def _check_not_silent(path, mono: np.ndarray) -> None:
+    peak = float(np.max(np.abs(mono))) if mono.size else 0.0
+    if peak == 0.0:
         raise AudioError(path, "silent", "every sample is zero")
-    return resample(mono, info.sample_rate, sample_rate)
+    if 20.0 * np.log10(peak) < SILENCE_PEAK_DBFS:
+        raise AudioError(
+            path,
+            "silent",
+            f"peak level {20.0 * np.log10(peak):.1f} dBFS, below {SILENCE_PEAK_DBFS:g} dBFS",
+        )
+
+
+def load_clip(
+    path: str | os.PathLike,
+    sample_rate: int = 22050,
+    rule: str = "head",
+    clip_seconds: float = 30.0,
+    min_seconds: float = 3.0,
+    decoder: str = "soundfile",
+) -> np.ndarray:
+    """The samples of `decode_clip`: mono float32 [frames] at `sample_rate`."""
+    return decode_clip(path, sample_rate, rule, clip_seconds, min_seconds, decoder).samples

@@ -213,6 +213,43 @@ def _stacking_ratio(text: str) -> list[int]:
     return depths
 
 
+def _add_prepare_parser(commands) -> None:
+    prepare = commands.add_parser(
+        "prepare",
+        help="decode a dataset and cache its features (fit does it when needed)",
+        description=(
+            "Index a dataset, then decode, resample, apply the clip rule and compute the log-mel "
+            "segments of every recording once, into the feature cache (~/.cache/musicnext-tf or "
+            "$MUSICNEXT_CACHE), keyed by the dataset and the audio and feature settings. Uses "
+            "every core; an interrupted run (Ctrl-C, kill -9) continues where it stopped. "
+            "Recordings that cannot be used are skipped with a warning and listed with the "
+            "reason in report.json in the cache folder."
+        ),
+    )
+    prepare.add_argument(
+        "--data", help="dataset: folder or a preset name (see `musicnext-tf presets`)"
+    )
+    prepare.add_argument(
+        "--data-dir", help="the dataset's folder (default: [data] data_dir or $MUSICNEXT_DATA)"
+    )
+    prepare.add_argument("--config", help="a TOML file whose tables override the dataset's preset")
+    prepare.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="processes computing features (default: one per core for 48 or more recordings)",
+    )
+    _add_strict_and_quiet(prepare)
+
+
+def _positive_int(text: str) -> int:
+    """argparse reports the ValueError as an invalid value."""
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
 def _add_presets_parser(commands) -> None:
     commands.add_parser("presets", help="list the dataset presets shipped with the package")
 
@@ -389,12 +426,29 @@ def _predict(args) -> int:
     return 0
 
 
+def _prepare(args) -> int:
+    from musicnext_tf import config as config_module
+    from musicnext_tf import datasets
+    from musicnext_tf.prepare import prepare, summary
+
+    config = config_module.resolve(
+        args.data, args.config, {"data": {"data_dir": _absolute(args.data_dir)}}
+    )
+    index = datasets.load_index(config)
+    prepared = prepare(
+        index, config, progress=not args.quiet, strict=args.strict, workers=args.workers
+    )
+    print(summary(index, prepared))
+    return 0
+
+
 # name -> (function adding the subcommand's parser, function running it and returning an exit code)
 COMMANDS = {
     "fit": (_add_fit_parser, _fit),
     "evaluate": (_add_evaluate_parser, _evaluate),
     "predict": (_add_predict_parser, _predict),
     "export": (_add_export_parser, _export),
+    "prepare": (_add_prepare_parser, _prepare),
     "presets": (_add_presets_parser, _presets),
 }
 

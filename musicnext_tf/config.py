@@ -43,6 +43,7 @@ class AudioConfig:
     clip_rule: str = "head"  # "head": first clip_seconds; "paper": the ISMIR2004 rule; "full"
     clip_seconds: float = 30.0
     min_seconds: float = 3.0  # shorter recordings are skipped (the "paper" rule needs clip_seconds)
+    decoder: str = "soundfile"  # or "tfio" (tensorflow-io, the `tfio` extra)
 
 
 @dataclass

@@ -1,33 +1,61 @@
 """Feature preparation: decode, resample, clip and compute log-mel segments once, into a cache.
 
-The cache folder is keyed by the dataset and the full audio and feature config, so a changed setting
-gives a new cache and never a stale one. Each recording becomes one `.npy` file of segments
-[n, segment_frames, n_mels] (float32), written to a temporary name and renamed, so an interrupted
-run leaves only complete entries and the rerun picks up where it stopped. A recording that cannot
-be used gets a small `.skip.json` marker with the reason instead.
+The cache folder `<cache>/features/<dataset>-<key>/` is keyed by the dataset, its root and the
+full audio and feature config, so a changed setting gives a new cache and never a stale one. It
+holds `report.json` (what was kept and skipped, and why) and one entry per recording in `entries/`:
+`<stem>.npy`, the segments [n, segment_frames, n_mels] (float32), and `<stem>.json`, the entry's
+record, written last: "kept" with what the source file was, or "skipped" with the reason. Both
+are written to a temporary name and renamed, so a run killed at any moment leaves only complete
+entries (and temporary files that the next run deletes), and the rerun computes only what is
+missing. The stem is a digest of the track id and the file's size and modification time, so a
+replaced file gets a new entry.
+
+Large jobs run in worker processes (spawned, one per core by default), each decoding,
+resampling and computing the features of one recording at a time and writing its entry itself,
+so only job numbers and small records travel between processes, and memory does not grow with
+the dataset: at most two jobs per worker are handed out ahead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import multiprocessing
+import os
+import pickle
+import queue
+import signal
+import statistics
+import traceback
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from musicnext_tf.audio import AudioError, load_clip
-from musicnext_tf.config import ExperimentConfig, default_cache_dir
-from musicnext_tf.datasets.base import SPLITS, DatasetIndex, Problem, Track
+from musicnext_tf.audio import AudioError, decode_clip, get_decoder
+from musicnext_tf.config import ConfigError, ExperimentConfig, default_cache_dir
+from musicnext_tf.datasets.base import SPLITS, DatasetError, DatasetIndex, Problem, Track
 from musicnext_tf.files import write_json, write_npy
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+# Fewer recordings than this are prepared in this process: starting a worker (importing
+# TensorFlow) takes seconds, more than such a job saves.
+PARALLEL_MIN_CLIPS = 48
+JOBS_AHEAD_PER_WORKER = 2
+# A recording whose worker died is tried once more in a new worker, then skipped.
+CRASH_RETRIES = 1
+_POLL_SECONDS = 0.5
+_PARTIAL_PREFIX = ".tmp-"  # files.atomic_write's temporary files
+_WORKER_NAME = "musicnext-prepare"
 log = logging.getLogger(__name__)
 
 
 class PrepareError(RuntimeError):
-    """Raised in strict mode when any recording had to be skipped."""
+    """Preparation failed: in strict mode, a recording had to be skipped; or a worker failed."""
 
 
 @dataclass
@@ -55,6 +83,14 @@ class PreparedDataset:
         return self.splits.get(name) or SplitFeatures([], np.zeros(0, np.int32), [])
 
 
+@dataclass(frozen=True)
+class Job:
+    """One recording to prepare, and the stem of its cache entry."""
+
+    track: Track
+    stem: str
+
+
 def cache_key(index: DatasetIndex, config: ExperimentConfig) -> str:
     """Digest of everything that changes the cached features."""
     identity = {
@@ -74,8 +110,11 @@ def feature_cache_dir(index: DatasetIndex, config: ExperimentConfig) -> Path:
 
 
 def entry_stem(track: Track) -> str:
-    """File-name stem of a track's cache entry: a digest of its id, safe on every file system."""
-    return hashlib.sha1(track.track_id.encode("utf-8")).hexdigest()[:20]
+    """File-name stem of a track's cache entry: a digest of its id and its file's size and
+    modification time, safe on every file system. Raises OSError if the file is gone."""
+    stat = track.path.stat()
+    identity = f"{track.track_id}\0{stat.st_size}\0{stat.st_mtime_ns}"
+    return hashlib.sha1(identity.encode("utf-8")).hexdigest()[:20]
 
 
 class FeatureExtractor:
@@ -102,84 +141,414 @@ class FeatureExtractor:
 
 def compute_entry(
     track: Track, config: ExperimentConfig, rule: str, extractor: FeatureExtractor
-) -> np.ndarray:
-    """Segments of one recording; raises AudioError when it cannot be used."""
+) -> tuple[np.ndarray, dict]:
+    """Segments [n, segment_frames, n_mels] of one recording, and what its file was.
+
+    Raises:
+        AudioError when the recording cannot be used.
+    """
     audio = config.audio
-    waveform = load_clip(track.path, audio.sample_rate, rule, audio.clip_seconds, audio.min_seconds)
-    segments = extractor(waveform)
+    clip = decode_clip(
+        track.path, audio.sample_rate, rule, audio.clip_seconds, audio.min_seconds, audio.decoder
+    )
+    segments = extractor(clip.samples)
     if len(segments) == 0:
-        raise AudioError(track.path, "too_short", "shorter than one segment after decoding")
-    return segments
+        seconds = len(clip.samples) / audio.sample_rate
+        raise AudioError(track.path, "too_short", f"{seconds:.2f} s is less than one segment")
+    rate = clip.source.sample_rate
+    source = {
+        "sample_rate": rate,
+        "channels": clip.source.channels,
+        "seconds": round(clip.source.duration, 3),
+        "window": [round(clip.start / rate, 3), round(clip.stop / rate, 3)],
+    }
+    return segments, source
+
+
+def store_entry(
+    job: Job, entries: Path, config: ExperimentConfig, rule: str, extractor: FeatureExtractor
+) -> dict:
+    """Computes one entry and writes it, the record last; returns the record."""
+    try:
+        segments, source = compute_entry(job.track, config, rule, extractor)
+    except AudioError as error:
+        record = {"status": "skipped", "reason": error.reason, "detail": error.detail}
+    else:
+        write_npy(entries / f"{job.stem}.npy", segments.astype("<f4"))
+        record = {"status": "kept", "segments": len(segments), **source}
+    record["track_id"] = job.track.track_id
+    write_json(entries / f"{job.stem}.json", record)
+    return record
 
 
 def prepare(
-    index: DatasetIndex, config: ExperimentConfig, progress: bool = True, strict: bool = False
+    index: DatasetIndex,
+    config: ExperimentConfig,
+    progress: bool = True,
+    strict: bool = False,
+    workers: int | None = None,
 ) -> PreparedDataset:
     """Makes sure every track of the index has a cache entry; returns the cached splits.
 
-    Finished entries are reused; missing ones are computed. Unusable recordings are skipped with a
-    warning naming the file and the reason, and listed in `report.json` in the cache folder.
+    Finished entries are reused; missing ones are computed. Unusable recordings are skipped with
+    one warning each naming the file and the reason, and listed in `report.json` in the cache
+    folder.
+
+    Args:
+        progress: show a progress bar (with the time left) while computing.
+        strict: raise PrepareError if any recording was skipped.
+        workers: processes computing entries; None: one per core for large jobs
+            (`PARALLEL_MIN_CLIPS` or more), this process alone for small ones.
     """
+    _refuse_in_worker()
+    get_decoder(config.audio.decoder)  # an unusable decoder fails here, not once per file
     cache_dir = feature_cache_dir(index, config)
     entries = cache_dir / "entries"
     entries.mkdir(parents=True, exist_ok=True)
-    pending = [t for t in index.tracks if not _entry_done(entries, t)]
-    if pending:
-        extractor = FeatureExtractor(config)
-        for track in _progress(pending, progress, f"prepare {index.name}"):
-            try:
-                segments = compute_entry(track, config, index.clip_rule, extractor)
-            except AudioError as error:
-                write_json(
-                    entries / f"{entry_stem(track)}.skip.json",
-                    {"reason": error.reason, "detail": error.detail},
-                )
-                continue
-            write_npy(entries / f"{entry_stem(track)}.npy", segments.astype("<f4"))
-    prepared = _collect(index, cache_dir)
-    for problem in prepared.problems:
-        log.warning(
-            "skipped %s: %s%s",
-            problem.path,
-            problem.reason,
-            f" ({problem.detail})" if problem.detail else "",
-        )
-    _write_report(index, prepared)
+    with _cache_lock(cache_dir):
+        _remove_partial_files(entries)
+        stems, problems = _entry_stems(index)
+        records = _finished_records(entries, stems.values())
+        jobs = [
+            Job(track, stems[track.track_id])
+            for track in index.tracks
+            if track.track_id in stems and stems[track.track_id] not in records
+        ]
+        if jobs:
+            log.info(
+                "%s: %d recording(s) cached, %d to prepare into %s",
+                index.name,
+                len(records),
+                len(jobs),
+                cache_dir,
+            )
+            rule = index.clip_rule
+            records.update(_compute(jobs, config, rule, entries, workers, progress, index.name))
+        prepared = _collect(index, cache_dir, stems, records, problems)
+        _write_report(index, prepared, stems, records)
+    _warn_skipped(prepared.problems)
     if strict and prepared.problems:
         raise PrepareError(
             f"{len(prepared.problems)} recording(s) skipped (see {cache_dir / 'report.json'}); "
-            "rerun without --strict to train on the rest"
+            "rerun without --strict to use the rest"
         )
     return prepared
 
 
-def _entry_done(entries: Path, track: Track) -> bool:
-    stem = entry_stem(track)
-    return (entries / f"{stem}.npy").exists() or (entries / f"{stem}.skip.json").exists()
+def _refuse_in_worker() -> None:
+    """A worker starts by importing the main script; a script that calls `prepare` at the top
+    level (outside `if __name__ == "__main__":`) would call it again in every worker."""
+    if multiprocessing.current_process().name.startswith(_WORKER_NAME):
+        raise PrepareError(
+            "prepare() was called while a preparation worker imported your main script; call it "
+            "under `if __name__ == '__main__':` (workers are started with the spawn method)"
+        )
 
 
-def _collect(index: DatasetIndex, cache_dir: Path) -> PreparedDataset:
-    entries = cache_dir / "entries"
-    problems = list(index.problems)
+def _entry_stems(index: DatasetIndex) -> tuple[dict[str, str], list[Problem]]:
+    """{track id: entry stem} of the tracks whose file is there, and problems for the others."""
+    stems, problems = {}, []
+    for track in index.tracks:
+        try:
+            stems[track.track_id] = entry_stem(track)
+        except OSError as error:
+            detail = f"the file went away after indexing ({error.strerror})"
+            problems.append(
+                Problem(track.track_id, str(track.path), "missing", detail, track.split)
+            )
+    return stems, problems
+
+
+def _finished_records(entries: Path, stems) -> dict[str, dict]:
+    """{stem: record} of the finished entries: a record, and for a kept one its segments."""
+    records = {}
+    for stem in stems:
+        marker = entries / f"{stem}.json"
+        if not marker.exists():
+            continue
+        record = json.loads(marker.read_text(encoding="utf-8"))
+        if record["status"] == "skipped" or (entries / f"{stem}.npy").exists():
+            records[stem] = record
+    return records
+
+
+def _remove_partial_files(entries: Path) -> None:
+    """Deletes the temporary files of writes that a killed run left unfinished."""
+    for path in entries.glob(f"{_PARTIAL_PREFIX}*"):
+        path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _cache_lock(cache_dir: Path) -> Iterator[None]:
+    """Holds an exclusive lock on the cache folder; a second process preparing the same cache
+    waits, then reuses what the first computed. The system releases it however a process ends."""
+    try:
+        import fcntl
+    except ImportError:  # not on POSIX: no lock
+        yield
+        return
+    with (cache_dir / ".lock").open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another process that is preparing %s", cache_dir)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _compute(jobs, config, rule, entries, workers, progress, name) -> dict[str, dict]:
+    """Computes and writes the jobs' entries; returns {stem: record}."""
+    count = _worker_count(workers, len(jobs))
+    with _Progress(len(jobs), progress, f"prepare {name}") as bar:
+        if count == 1:
+            return _compute_here(jobs, config, rule, entries, bar)
+        with _WorkerPool(count, config, rule, entries) as pool:
+            return pool.run(jobs, bar)
+
+
+def _worker_count(workers: int | None, jobs: int) -> int:
+    if workers is None:
+        workers = 1 if jobs < PARALLEL_MIN_CLIPS else _available_cores()
+    return max(1, min(workers, jobs))
+
+
+def _available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+class _Progress:
+    """A tqdm bar over the recordings to prepare, with rate, time left and the skipped count."""
+
+    def __init__(self, total: int, enabled: bool, description: str):
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=total, desc=description, unit="clip", disable=not enabled)
+        self._skipped = 0
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._bar.close()
+
+    def finished(self, record: dict) -> None:
+        self._bar.update(1)
+        if record["status"] == "skipped":
+            self._skipped += 1
+            self._bar.set_postfix(skipped=self._skipped, refresh=False)
+
+
+def _compute_here(jobs, config, rule, entries, bar: _Progress) -> dict[str, dict]:
+    extractor = FeatureExtractor(config)
+    records = {}
+    for job in jobs:
+        records[job.stem] = store_entry(job, entries, config, rule, extractor)
+        bar.finished(records[job.stem])
+    return records
+
+
+def _worker_main(slot, tasks, results, current, config, rule, entries, parent_pid) -> None:
+    """A worker process: computes and stores the jobs it takes from `tasks` until it gets None.
+
+    `current[slot]` holds the job number it is working on (-1: none), so that the parent knows
+    which recording was being decoded if the process dies.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    try:
+        import tensorflow as tf
+
+        # one thread per worker: the workers already keep every core busy
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        extractor = FeatureExtractor(config)
+    except BaseException as error:
+        results.put(("failed", slot, -1, _portable(error), traceback.format_exc()))
+        return
+    results.put(("ready", slot, -1, None, ""))
+    while True:
+        try:
+            task = tasks.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent_pid:
+                return  # the parent was killed: nobody is waiting for our work
+            continue
+        if task is None:
+            return
+        number, job = task
+        current[slot] = number
+        try:
+            record = store_entry(job, Path(entries), config, rule, extractor)
+        except BaseException as error:
+            results.put(("failed", slot, number, _portable(error), traceback.format_exc()))
+            return
+        results.put(("done", slot, number, record, ""))
+        current[slot] = -1
+
+
+def _portable(error: BaseException) -> BaseException:
+    """The exception if it survives pickling, else a RuntimeError with its text."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+class _WorkerPool:
+    """Spawned worker processes fed a bounded number of jobs at a time.
+
+    The spawn start method gives each worker a fresh interpreter (no copy of this process's
+    TensorFlow state or threads). A worker that dies (a decoder crashing on a damaged file, the
+    out-of-memory killer) is replaced, and its recording tried again once, then skipped as
+    "decoder_crashed", so one bad file cannot stop the run.
+    """
+
+    def __init__(self, count: int, config: ExperimentConfig, rule: str, entries: Path):
+        self._context = multiprocessing.get_context("spawn")
+        self._args = (config, rule, str(entries), os.getpid())
+        self._entries = entries
+        self._tasks = self._context.Queue()
+        self._results = self._context.Queue()
+        self._current = self._context.Array("q", count, lock=False)
+        self._processes: list = [None] * count
+        self._ready: set[int] = set()
+        for slot in range(count):
+            self._start(slot)
+
+    def __enter__(self) -> _WorkerPool:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _start(self, slot: int) -> None:
+        self._current[slot] = -1
+        self._ready.discard(slot)
+        process = self._context.Process(
+            target=_worker_main,
+            args=(slot, self._tasks, self._results, self._current, *self._args),
+            name=f"{_WORKER_NAME}-{slot}",
+            daemon=True,
+        )
+        process.start()
+        self._processes[slot] = process
+
+    def run(self, jobs: list[Job], bar: _Progress) -> dict[str, dict]:
+        """Computes every job; returns {stem: record}."""
+        records = {}
+        waiting = list(range(len(jobs) - 1, -1, -1))  # job numbers not handed out, last first
+        handed_out: set[int] = set()
+        attempts: Counter[int] = Counter()
+        ahead = JOBS_AHEAD_PER_WORKER * len(self._processes)
+        while waiting or handed_out:
+            while waiting and len(handed_out) < ahead:
+                number = waiting.pop()
+                handed_out.add(number)
+                self._tasks.put((number, jobs[number]))
+            try:
+                kind, slot, number, payload, trace = self._results.get(timeout=_POLL_SECONDS)
+            except queue.Empty:
+                for number, record in self._replace_dead_workers(jobs, handed_out, attempts):
+                    handed_out.discard(number)
+                    if record is None:
+                        waiting.append(number)  # try again in a new worker
+                    else:
+                        records[jobs[number].stem] = record
+                        bar.finished(record)
+                continue
+            if kind == "ready":
+                self._ready.add(slot)
+            elif kind == "failed":
+                raise _worker_failure(payload, trace, jobs[number] if number >= 0 else None)
+            elif number in handed_out:
+                handed_out.discard(number)
+                records[jobs[number].stem] = payload
+                bar.finished(payload)
+        return records
+
+    def _replace_dead_workers(self, jobs, handed_out, attempts) -> list[tuple[int, dict | None]]:
+        """Restarts dead workers; returns (job number, its record or None to retry) for the
+        jobs they were working on."""
+        settled = []
+        for slot, process in enumerate(self._processes):
+            if process.is_alive():
+                continue
+            if slot not in self._ready:
+                raise PrepareError(
+                    f"a feature preparation worker exited (code {process.exitcode}) before it "
+                    "started; its error is printed above, or rerun with --workers 1 to see it in "
+                    "this process (a script calling prepare() must do so under `if __name__ == "
+                    "'__main__':`)"
+                )
+            number = self._current[slot]
+            self._start(slot)
+            if number < 0 or number not in handed_out:
+                continue
+            job = jobs[number]
+            attempts[number] += 1
+            record = _finished_records(self._entries, [job.stem]).get(job.stem)
+            if record is None and attempts[number] > CRASH_RETRIES:
+                record = {
+                    "status": "skipped",
+                    "reason": "decoder_crashed",
+                    "detail": f"the process decoding it died (exit code {process.exitcode}) "
+                    f"{attempts[number]} times",
+                    "track_id": job.track.track_id,
+                }
+                write_json(self._entries / f"{job.stem}.json", record)
+            settled.append((number, record))
+        return settled
+
+    def close(self) -> None:
+        """Stops the workers: gently when they are idle, by force after a short wait."""
+        for _ in self._processes:
+            self._tasks.put(None)
+        for process in self._processes:
+            process.join(timeout=2.0)
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=2.0)
+            if process.is_alive():
+                process.kill()
+                process.join()
+        for channel in (self._tasks, self._results):
+            channel.cancel_join_thread()
+            channel.close()
+
+
+def _worker_failure(error: BaseException, trace: str, job: Job | None) -> Exception:
+    """The error to raise for a worker's unexpected failure: ours as they are, others wrapped
+    with the file and the worker's traceback."""
+    if isinstance(error, ConfigError | DatasetError | PrepareError):
+        return error
+    where = f" while preparing {job.track.path}" if job else " while starting"
+    return PrepareError(f"a feature preparation worker failed{where}: {error}\n{trace}")
+
+
+def _collect(index, cache_dir, stems, records, problems) -> PreparedDataset:
+    """The kept entries per split, and every problem: the index's, then the skipped entries."""
+    problems = list(index.problems) + list(problems)
     splits = {}
     for split in SPLITS:
         files, labels, ids = [], [], []
         for track in index.split(split):
-            stem = entry_stem(track)
-            marker = entries / f"{stem}.skip.json"
-            if marker.exists():
-                details = json.loads(marker.read_text())
-                problems.append(
-                    Problem(
-                        track.track_id,
-                        str(track.path),
-                        details["reason"],
-                        details.get("detail", ""),
-                        split,
-                    )
+            stem = stems.get(track.track_id)
+            if stem is None:
+                continue  # its file went away: already a problem
+            record = records[stem]
+            if record["status"] == "skipped":
+                problem = Problem(
+                    track.track_id, str(track.path), record["reason"], record["detail"], split
                 )
+                problems.append(problem)
                 continue
-            files.append(str(entries / f"{stem}.npy"))
+            files.append(str(cache_dir / "entries" / f"{stem}.npy"))
             labels.append(index.label_id(track.label))
             ids.append(track.track_id)
         if files:
@@ -187,26 +556,76 @@ def _collect(index: DatasetIndex, cache_dir: Path) -> PreparedDataset:
     return PreparedDataset(cache_dir, index.genres, splits, problems)
 
 
-def _write_report(index: DatasetIndex, prepared: PreparedDataset) -> None:
-    counts = {}
-    for split in SPLITS:
-        skipped = sum(1 for p in prepared.problems if p.split == split)
-        kept = len(prepared.split(split))
-        if kept or skipped:
-            counts[split] = {"kept": kept, "skipped": skipped}
+def _write_report(index, prepared: PreparedDataset, stems, records) -> None:
+    """report.json: per-split counts of kept and skipped recordings, the skipped ones with their
+    reasons, and what the kept files were (sample rates, channels, durations)."""
+    kept_per_genre = {}
+    for split, features in prepared.splits.items():
+        labels = np.bincount(features.labels, minlength=len(index.genres))
+        kept_per_genre[split] = dict(zip(index.genres, labels.tolist()))
+    kept_records = [
+        records[stems[track.track_id]]
+        for track in index.tracks
+        if track.track_id in stems and records[stems[track.track_id]]["status"] == "kept"
+    ]
     report = {
         "dataset": index.name,
         "root": str(index.root),
+        "clip_rule": index.clip_rule,
         "genres": list(index.genres),
-        "counts": counts,
+        "counts": split_counts(prepared),
+        "kept_per_genre": kept_per_genre,
+        "skipped_by_reason": dict(Counter(p.reason for p in prepared.problems)),
         "skipped": [asdict(p) for p in prepared.problems],
+        "sources": _describe_sources(kept_records),
+        "notes": index.notes,
     }
     write_json(prepared.cache_dir / "report.json", report)
 
 
-def _progress(items, enabled: bool, description: str):
-    if not enabled:
-        return items
-    from tqdm.auto import tqdm
+def _describe_sources(records: list[dict]) -> dict:
+    """Sample rates, channel counts and durations of the kept recordings' files."""
+    if not records:
+        return {}
+    seconds = [record["seconds"] for record in records]
+    return {
+        "sample_rates": {
+            str(k): v for k, v in sorted(Counter(r["sample_rate"] for r in records).items())
+        },
+        "channels": {str(k): v for k, v in sorted(Counter(r["channels"] for r in records).items())},
+        "seconds": {
+            "min": min(seconds),
+            "median": statistics.median(seconds),
+            "max": max(seconds),
+        },
+    }
 
-    return tqdm(items, desc=description, unit="clip")
+
+def _warn_skipped(problems: list[Problem]) -> None:
+    """One warning line per skipped recording: its path and the reason."""
+    for problem in problems:
+        detail = f" ({problem.detail})" if problem.detail else ""
+        log.warning("skipped %s: %s%s", problem.path, problem.reason, detail)
+
+
+def summary(index: DatasetIndex, prepared: PreparedDataset) -> str:
+    """A few lines for the terminal: kept and skipped recordings per split, and where the
+    features and the report are."""
+    lines = [f"{index.name}: {index.root}"]
+    for split, counts in split_counts(prepared).items():
+        lines.append(f"  {split}: {counts['kept']} kept, {counts['skipped']} skipped")
+    lines.append(f"features: {prepared.cache_dir}")
+    lines.append(f"report: {prepared.cache_dir / 'report.json'}")
+    return "\n".join(lines)
+
+
+def split_counts(prepared: PreparedDataset) -> dict[str, dict[str, int]]:
+    """{split: {"kept": n, "skipped": m}} for the splits with any recording; problems found
+    before splitting count under "unassigned"."""
+    counts = {}
+    for split in (*SPLITS, ""):
+        kept = len(prepared.split(split)) if split else 0
+        skipped = sum(1 for problem in prepared.problems if problem.split == split)
+        if kept or skipped:
+            counts[split or "unassigned"] = {"kept": kept, "skipped": skipped}
+    return counts

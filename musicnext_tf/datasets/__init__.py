@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from musicnext_tf.config import ExperimentConfig
-from musicnext_tf.datasets import demo, folder
+from musicnext_tf.datasets import demo, extended_ballroom, folder, gtzan, ismir2004
 from musicnext_tf.datasets.base import DatasetError, DatasetIndex, Problem, Track
 
 LOADERS = {
     "demo": demo.load_index,
+    "extended_ballroom": extended_ballroom.load_index,
     "folder": folder.load_index,
+    "gtzan": gtzan.load_index,
+    "ismir2004": ismir2004.load_index,
 }
 
 

@@ -1,7 +1,7 @@
 """Any folder-per-genre collection: ROOT/<genre>/**/<file>.<audio extension>.
 
 Labels are the names of the first-level folders (sorted, so class ids are reproducible); the split is
-stratified by genre with a fixed seed.
+stratified by genre with a fixed seed. There are no `[data] options`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from musicnext_tf.datasets.base import (
     DatasetIndex,
     Track,
     assign_splits,
+    describe_folder,
+    read_options,
     resolve_data_dir,
 )
 
@@ -21,7 +23,9 @@ LAYOUT = "ROOT/<genre>/<file>.wav|.mp3|.flac|.ogg|.au (one folder per genre, sub
 
 def load_index(config: ExperimentConfig, name: str = "folder", root=None) -> DatasetIndex:
     """Indexes ROOT/<genre>/... audio files; hidden files and folders are ignored."""
-    root = root or resolve_data_dir(config.data.data_dir, name, LAYOUT)
+    if root is None:
+        read_options(config, {})
+        root = resolve_data_dir(config.data.data_dir, name, LAYOUT)
     genre_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     tracks = []
     for genre_dir in genre_dirs:
@@ -32,10 +36,9 @@ def load_index(config: ExperimentConfig, name: str = "folder", root=None) -> Dat
                 tracks.append(Track(track_id, path, genre_dir.name))
     genres = tuple(sorted({t.label for t in tracks}))
     if len(genres) < 2:
-        found = [d.name for d in genre_dirs][:10]
         raise DatasetError(
-            f"{root}: found audio for {len(genres)} genre folder(s) {list(genres)} (subfolders: "
-            f"{found}); a folder dataset needs at least 2. Expected layout: {LAYOUT}"
+            f"{root}: found audio for {len(genres)} genre folder(s) {list(genres)} in "
+            f"{describe_folder(root)}; a folder dataset needs at least 2. Expected layout: {LAYOUT}"
         )
     data = config.data
     tracks = assign_splits(tracks, data.test_fraction, data.validation_fraction, data.split_seed)
