@@ -9,6 +9,10 @@ registers these classes with Keras, so `keras.saving.load_model("model.keras")` 
 
 __version__ = "0.1.0"
 
+from musicnext_tf.startup import import_tensorflow  # noqa: E402
+
+import_tensorflow()  # first, so that TensorFlow's start-up chatter stays off the terminal
+
 from musicnext_tf.baselines import ConvNeXt, ResNet  # noqa: E402
 from musicnext_tf.features import LogMelSpectrogram  # noqa: E402
 from musicnext_tf.layers import LayerScale, LSoftmax, StochasticDepth  # noqa: E402

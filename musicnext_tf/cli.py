@@ -434,7 +434,7 @@ def _prepare(args) -> int:
     config = config_module.resolve(
         args.data, args.config, {"data": {"data_dir": _absolute(args.data_dir)}}
     )
-    index = datasets.load_index(config)
+    index = datasets.load_index(config, progress=not args.quiet)
     prepared = prepare(
         index, config, progress=not args.quiet, strict=args.strict, workers=args.workers
     )

@@ -401,7 +401,9 @@ def evaluate_run(
     config = evaluation_config(load_run_config(run_dir), data, data_dir)
     which = choose_model(run_dir, model)
     genres = json.loads((run_dir / "run.json").read_text())["genres"]
-    prepared = prepare(datasets.load_index(config), config, progress=progress, strict=strict)
+    prepared = prepare(
+        datasets.load_index(config, progress), config, progress=progress, strict=strict
+    )
     features = split_for_model(prepared, split, genres)
     batch_size = batch_size or config.train.batch_size
     return report_model(run_dir, which, config, features, genres, split, batch_size, progress)

@@ -243,7 +243,9 @@ def fit(
             f"{run_dir}`, or choose another --run-dir"
         )
     _check_config(config)
-    index = datasets.load_index(config)  # a wrong data folder fails before anything is written
+    index = datasets.load_index(
+        config, progress
+    )  # a wrong data folder fails before anything is written
     run_dir.mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):
         write_json(run_dir / "config.json", config.to_dict())
@@ -403,7 +405,9 @@ def _train(
 ) -> dict:
     """Trains the run in `run_dir` from its latest checkpoint (or from the start) and finishes it."""
     _check_config(config)
-    prepared = _prepare_data(config, index or datasets.load_index(config), progress, strict)
+    prepared = _prepare_data(
+        config, index or datasets.load_index(config, progress), progress, strict
+    )
     facts = _run_facts(run_dir, prepared, config)
     classifier, trainer = _build_models(config, prepared.genres, facts)
     state = _restore_or_start(run_dir, trainer)

@@ -15,11 +15,13 @@ LOADERS = {
 }
 
 
-def load_index(config: ExperimentConfig) -> DatasetIndex:
-    """Indexes the dataset named by `config.data.name`."""
+def load_index(config: ExperimentConfig, progress: bool = True) -> DatasetIndex:
+    """Indexes the dataset named by `config.data.name` (`progress`: the demo set's synthesis bar)."""
     name = config.data.name
     if name not in LOADERS:
         raise DatasetError(f"unknown dataset {name!r}; available: {sorted(LOADERS)}")
+    if name == "demo":
+        return LOADERS[name](config, progress=progress)
     return LOADERS[name](config)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from musicnext_tf.config import ExperimentConfig, default_cache_dir
+from musicnext_tf.config import ConfigError, ExperimentConfig, default_cache_dir
 from musicnext_tf.datasets import folder, synth
 from musicnext_tf.datasets.base import DatasetIndex
 
@@ -23,15 +23,22 @@ def demo_root(config: ExperimentConfig) -> Path:
     return Path(config.data.cache_dir or default_cache_dir()) / "demo-audio"
 
 
-def load_index(config: ExperimentConfig) -> DatasetIndex:
+def load_index(config: ExperimentConfig, progress: bool = True) -> DatasetIndex:
     """Synthesises the demo audio if it is not there yet, then indexes it like any folder dataset."""
     options = dict(config.data.options)
     clips = int(options.pop("clips_per_genre", DEFAULT_CLIPS_PER_GENRE))
     seconds = float(options.pop("seconds", config.audio.clip_seconds))
     if options:
-        raise ValueError(f"unknown [data] options for the demo dataset: {sorted(options)}")
+        raise ConfigError(
+            f"unknown [data] options for the demo dataset: {sorted(options)}; valid options are "
+            "['clips_per_genre', 'seconds']"
+        )
     root = demo_root(config) / f"clips{clips}-{seconds:g}s-{config.audio.sample_rate}hz"
     synth.write_demo_dataset(
-        root, clips_per_genre=clips, seconds=seconds, sample_rate=config.audio.sample_rate
+        root,
+        clips_per_genre=clips,
+        seconds=seconds,
+        sample_rate=config.audio.sample_rate,
+        progress=progress,
     )
     return folder.load_index(config, name="demo", root=root.resolve())

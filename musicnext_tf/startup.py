@@ -1,0 +1,50 @@
+"""Importing TensorFlow without its start-up chatter on the terminal.
+
+TensorFlow >= 2.20 writes lines such as "oneDNN custom operations are on" and "Could not find cuda
+drivers" from C++ before its logging can be configured, so `TF_CPP_MIN_LOG_LEVEL` does not silence
+them. The package imports TensorFlow through `import_tensorflow`, which holds back exactly those
+known lines and passes every other line on; `MUSICNEXT_TF_STARTUP_LOGS=1` shows them all. Nothing
+else is changed (no environment variable, no logging setting).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+import tempfile
+
+_CHATTER = re.compile(
+    r"WARNING: All log messages before absl::InitializeLog\(\) is called"
+    r"|I\d{4} [\d:. ]+\d+ (port|cudart_stub|cpu_feature_guard)\.cc:\d+\]"
+    r"|To enable the following instructions:.*rebuild TensorFlow"
+)
+
+
+def import_tensorflow():
+    """Imports and returns `tensorflow`, dropping its known start-up lines from stderr."""
+    if "tensorflow" in sys.modules or os.environ.get("MUSICNEXT_TF_STARTUP_LOGS") == "1":
+        import tensorflow
+
+        return tensorflow
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no usable stderr: nothing to keep clean
+        import tensorflow
+
+        return tensorflow
+    with tempfile.TemporaryFile(mode="w+b") as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras  # noqa: F401  (keras loads TensorFlow's second shared library)
+            import tensorflow
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            text = captured.read().decode("utf-8", errors="replace")
+            kept = [line for line in text.splitlines() if line and not _CHATTER.match(line)]
+            if kept:
+                print("\n".join(kept), file=sys.stderr, flush=True)
+    return tensorflow
