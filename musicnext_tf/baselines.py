@@ -128,7 +128,7 @@ def ConvNeXt(
 
     x = stacked_stages(x, depths, widths, drop_path, block, normalize_and_downsample)
     x = keras.layers.GlobalAveragePooling2D(name="global_average_pooling", dtype=dtype)(x)
-    pooled = _layer_norm(x, "pooling", dtype)
+    pooled = _layer_norm(x, "pooling", "float32")  # float32: the embedding and the head's input
     return _classifier(segments, pooled, num_classes, head, name, **head_options)
 
 
@@ -232,5 +232,6 @@ def ResNet(
                 drop_path=rate,
                 dtype=dtype,
             )
-    pooled = keras.layers.GlobalAveragePooling2D(name="pooling", dtype=dtype)(x)
+    # float32 from here on, whatever the body's policy: the embedding and the head's input
+    pooled = keras.layers.GlobalAveragePooling2D(name="pooling", dtype="float32")(x)
     return _classifier(segments, pooled, num_classes, head, name, **head_options)

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from musicnext_tf.config import ARCHITECTURES
+from musicnext_tf.config import ARCHITECTURES, PRECISIONS
 
 DEFAULT_EXPORT_BASE = "saved_models"  # as musicnext_tf.export.DEFAULT_BASE, without importing TF
 
@@ -86,6 +86,17 @@ def _add_fit_parser(commands) -> None:
         "--split-seed",
         type=int,
         help="seed of the train/validation/test split alone (default: --seed, else [data] split_seed)",
+    )
+    fit.add_argument(
+        "--precision",
+        choices=list(PRECISIONS),
+        help="float32 (default), or mixed precision for accelerators: mixed_bfloat16 (TPU, "
+        "recent GPUs) or mixed_float16 (GPUs; with loss scaling); the head and loss stay float32",
+    )
+    fit.add_argument(
+        "--jit-compile",
+        action=argparse.BooleanOptionalAction,
+        help="compile the training step with XLA (default: on when a GPU is visible, else off)",
     )
     fit.add_argument(
         "--export-base",
@@ -293,6 +304,8 @@ def _fit_overrides(args) -> dict[str, dict]:
             "batch_size": args.batch_size,
             "learning_rate": args.learning_rate,
             "seed": args.seed,
+            "precision": args.precision,
+            "jit_compile": args.jit_compile,
         },
         "model": {
             "margin": args.margin,

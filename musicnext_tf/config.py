@@ -122,6 +122,9 @@ class ModelConfig:
             )
 
 
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
 @dataclass
 class TrainConfig:
     """Optimisation and input-pipeline settings."""
@@ -135,6 +138,22 @@ class TrainConfig:
     # the validation metric that picks the best epoch: "val_clip_accuracy" (accuracy ties go to the
     # lower validation loss), "val_segment_accuracy" or "val_loss"
     best_metric: str = "val_clip_accuracy"
+    # "float32", or a Keras mixed policy: "mixed_bfloat16" (TPUs, recent GPUs and CPUs) or
+    # "mixed_float16" (GPUs; with dynamic loss scaling). The L-softmax head, the pooled features
+    # and the loss stay float32; the variables are float32 in every policy.
+    precision: str = "float32"
+    # XLA-compile the training step: true, false, or "auto" (Keras' rule: on when a GPU is visible)
+    jit_compile: bool | str = "auto"
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"[train] precision = {self.precision!r} is not one of {list(PRECISIONS)}"
+            )
+        if self.jit_compile not in (True, False, "auto"):
+            raise ConfigError(
+                f'[train] jit_compile = {self.jit_compile!r}: use true, false or "auto"'
+            )
 
 
 @dataclass

@@ -177,7 +177,8 @@ def MusicNeXt(
     x = stacked_stages(
         x, depths, widths, drop_path, block, functools.partial(downsample, dtype=dtype)
     )
-    pooled = keras.layers.GlobalAveragePooling2D(name="pooling", dtype=dtype)(x)
+    # float32 from here on, whatever the body's policy: the embedding and the head's input
+    pooled = keras.layers.GlobalAveragePooling2D(name="pooling", dtype="float32")(x)
     logits = classification_head(
         pooled,
         num_classes,

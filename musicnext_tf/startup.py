@@ -18,6 +18,7 @@ _CHATTER = re.compile(
     r"WARNING: All log messages before absl::InitializeLog\(\) is called"
     r"|I\d{4} [\d:. ]+\d+ (port|cudart_stub|cpu_feature_guard)\.cc:\d+\]"
     r"|To enable the following instructions:.*rebuild TensorFlow"
+    r"|E\d{4} [\d:. ]+\d+ cuda_platform\.cc:\d+\] failed call to cuInit"
 )
 
 
@@ -39,6 +40,8 @@ def import_tensorflow():
         try:
             import keras  # noqa: F401  (keras loads TensorFlow's second shared library)
             import tensorflow
+
+            tensorflow.config.list_physical_devices()  # looks for GPUs now: "failed call to cuInit"
         finally:
             os.dup2(saved, 2)
             os.close(saved)

@@ -41,7 +41,7 @@ from pathlib import Path
 import keras
 
 from musicnext_tf import datasets
-from musicnext_tf.config import ConfigError, ExperimentConfig, load_run_config
+from musicnext_tf.config import ConfigError, ExperimentConfig, TrainConfig, load_run_config
 from musicnext_tf.evaluate import evaluate_split, report_model, split_for_model
 from musicnext_tf.export import export_run
 from musicnext_tf.files import atomic_write, write_json
@@ -187,11 +187,22 @@ def write_history(run_dir: Path, history: list[dict]) -> None:
     atomic_write(run_dir / "history.csv", buffer.getvalue().encode("utf-8"))
 
 
-def compile_for_training(trainer: keras.Model, learning_rate: float) -> None:
+def layer_policy(train_config: TrainConfig) -> str | None:
+    """The dtype policy of the network's body (None: Keras' default, float32)."""
+    return None if train_config.precision == "float32" else train_config.precision
+
+
+def compile_for_training(trainer: keras.Model, train_config: TrainConfig) -> None:
+    """Adam on the L-softmax (or softmax) loss; under mixed_float16 the optimizer scales the loss
+    dynamically so that small float16 gradients do not flush to zero."""
+    optimizer = keras.optimizers.Adam(train_config.learning_rate)
+    if train_config.precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     trainer.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        optimizer=optimizer,
         loss=LSoftmaxLoss(),
         metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        jit_compile=train_config.jit_compile,
     )
 
 
@@ -368,9 +379,10 @@ def _build_models(
         facts["input_mean"],
         facts["input_std"],
         anneal_steps=facts["anneal_steps"],
+        dtype=layer_policy(config.train),
     )
     trainer = training_model(classifier)
-    compile_for_training(trainer, config.train.learning_rate)
+    compile_for_training(trainer, config.train)
     return classifier, trainer
 
 

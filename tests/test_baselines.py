@@ -10,7 +10,13 @@ from helpers import assert_keras_round_trip, write_timbre_dataset
 
 from musicnext_tf import cli
 from musicnext_tf.baselines import ConvNeXt, ResNet
-from musicnext_tf.config import ConfigError, FeatureConfig, ModelConfig, load_run_config
+from musicnext_tf.config import (
+    ConfigError,
+    FeatureConfig,
+    ModelConfig,
+    TrainConfig,
+    load_run_config,
+)
 from musicnext_tf.layers import LayerScale, StochasticDepth
 from musicnext_tf.losses import LSoftmaxLoss
 from musicnext_tf.model import build_model, drop_path_rates, embedding_model, training_model
@@ -158,7 +164,7 @@ def test_every_architecture_and_head_learns_a_tiny_batch(architecture, head, rng
     classifier = build_model(config, features, 3)  # lambda stays ~1000 for these few steps
     assert classifier.name == architecture and classifier.output_shape == (None, 3)
     trainer = training_model(classifier)
-    compile_for_training(trainer, 3e-3)
+    compile_for_training(trainer, TrainConfig(learning_rate=3e-3))
     x, labels = tiny_batch(rng)
     inputs, targets = model_inputs(x, labels, trainer is not classifier)
     plain_before = LSoftmaxLoss()(labels, classifier(x, training=False))

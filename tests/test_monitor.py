@@ -23,6 +23,7 @@ from helpers import tiny_config, write_timbre_dataset
 from sklearn.metrics import confusion_matrix
 
 from musicnext_tf import datasets, monitor
+from musicnext_tf.config import TrainConfig
 from musicnext_tf.evaluate import softmax
 from musicnext_tf.model import build_model, embedding_model, needs_labels, training_model
 from musicnext_tf.pipeline import steps_per_epoch, training_dataset
@@ -140,7 +141,7 @@ def test_logger_matches_an_independent_recomputation(timbre_root, cache_dir, tmp
     keras.utils.set_random_seed(1)
     classifier = build_model(config.model, config.features, 3, -40.0, 20.0, anneal_steps=20)
     trainer = training_model(classifier)
-    compile_for_training(trainer, 3e-3)
+    compile_for_training(trainer, TrainConfig(learning_rate=3e-3))
     logger = monitor.TensorBoardLogger(tmp_path / "logs", config, classifier, prepared, "tiny")
     trainer.fit(
         training_dataset(train_split, config.features, config.train, needs_labels(trainer)),
