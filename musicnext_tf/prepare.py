@@ -206,6 +206,7 @@ def prepare(
     entries = cache_dir / "entries"
     entries.mkdir(parents=True, exist_ok=True)
     with _cache_lock(cache_dir):
+        reported_before = _reported_problems(cache_dir)
         _remove_partial_files(entries)
         stems, problems = _entry_stems(index)
         records = _finished_records(entries, stems.values())
@@ -226,7 +227,7 @@ def prepare(
             records.update(_compute(jobs, config, rule, entries, workers, progress, index.name))
         prepared = _collect(index, cache_dir, stems, records, problems)
         _write_report(index, prepared, stems, records)
-    _warn_skipped(prepared.problems)
+    _warn_skipped(prepared.problems, reported_before)
     if strict and prepared.problems:
         raise PrepareError(
             f"{len(prepared.problems)} recording(s) skipped (see {cache_dir / 'report.json'}); "
@@ -601,11 +602,33 @@ def _describe_sources(records: list[dict]) -> dict:
     }
 
 
-def _warn_skipped(problems: list[Problem]) -> None:
-    """One warning line per skipped recording: its path and the reason."""
+def _reported_problems(cache_dir: Path) -> set[tuple[str, str]]:
+    """(path, reason) of the recordings the cache's previous `report.json` listed as skipped."""
+    try:
+        report = json.loads((cache_dir / "report.json").read_text(encoding="utf-8"))
+        return {(item["path"], item["reason"]) for item in report["skipped"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return set()
+
+
+def _warn_skipped(problems: list[Problem], reported_before: set[tuple[str, str]]) -> None:
+    """One warning line per newly skipped recording, with its path and the reason; recordings
+    skipped for the same reason in the previous run are summed up in one line, so that a rerun
+    on a partial copy of a dataset does not repeat hundreds of lines."""
+    repeated = Counter()
     for problem in problems:
+        if (problem.path, problem.reason) in reported_before:
+            repeated[problem.reason] += 1
+            continue
         detail = f" ({problem.detail})" if problem.detail else ""
         log.warning("skipped %s: %s%s", problem.path, problem.reason, detail)
+    if repeated:
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in sorted(repeated.items()))
+        log.warning(
+            "skipped %d recording(s) as in the previous run (%s); each is listed in report.json",
+            sum(repeated.values()),
+            reasons,
+        )
 
 
 def summary(index: DatasetIndex, prepared: PreparedDataset) -> str:

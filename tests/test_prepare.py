@@ -145,6 +145,13 @@ def test_every_bad_file_is_reported_with_its_reason_and_every_good_one_kept(
     for path in prepared.split("train").files:
         segments = np.load(path)
         assert segments.shape == (4, 64, 32) and np.isfinite(segments).all()
+    # a rerun sums up what it skipped as before in one line instead of repeating every file
+    caplog.clear()
+    prepare(datasets.load_index(config), config, progress=False)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert f"skipped {len(BAD)} recording(s) as in the previous run" in warnings[0]
+    assert "undecodable: 2" in warnings[0] and "report.json" in warnings[0]
 
 
 def test_paper_rule_windows_are_recorded_per_file(bad_root, tmp_path):
