@@ -581,6 +581,8 @@ def _draw_points(axes, experiment, rows, series, by_key, reference) -> None:
             paper_label = None  # one legend entry
     if reference is not None:
         axes.axhline(reference, linestyle="--", color="gray", label="paper (its margin)")
+    if experiment.plot == "bars":
+        axes.set_ylim(0, 100)
     axes.set_xticks(x, rows)
     axes.set_xlabel(experiment.axis)
     axes.set_ylabel("test clip accuracy (%)")
