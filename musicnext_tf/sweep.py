@@ -174,7 +174,7 @@ EXPERIMENTS = {
             "figure 5",
             "Accuracy of MusicNeXt under different angular margins",
             "points",
-            "margin",
+            "margin m",
             "L-softmax margins m (integers >= 1)",
             ("1", "2", "3", "4", "5", "6"),
             _margin_variants,
@@ -186,7 +186,7 @@ EXPERIMENTS = {
             "figure 7",
             "Stacking ratios of MusicNeXt and MusicNeXt with softmax",
             "points",
-            "depths",
+            "stacking ratio",
             "stacking ratios N:N:N:N (one count per stage), each with both heads",
             ("3:3:3:3", "3:3:6:3", "3:3:9:3", "3:3:12:3"),
             _stacking_variants,
@@ -196,7 +196,7 @@ EXPERIMENTS = {
             "table 5",
             "Softmax vs L-softmax for MusicNeXt and the baselines",
             "points",
-            "networks",
+            "network",
             f"networks ({', '.join(ARCHITECTURES)}), each with both heads",
             ARCHITECTURES,
             _head_variants,
@@ -206,7 +206,7 @@ EXPERIMENTS = {
             "figure 4",
             "Accuracy of MusicNeXt with softmax and L-softmax per epoch",
             "curves",
-            "heads",
+            "head",
             f"heads of MusicNeXt ({', '.join(HEADS)})",
             ("softmax", "lsoftmax"),
             _musicnext_head_variants,
@@ -220,7 +220,7 @@ EXPERIMENTS = {
             "figure 8",
             "Training loss of MusicNeXt and the baselines per epoch",
             "curves",
-            "networks",
+            "network",
             "networks as NETWORK or NETWORK-HEAD (musicnext: L-softmax, baselines: softmax "
             "unless named)",
             ("musicnext", "musicnext-softmax", "convnext", "resnet"),
@@ -232,7 +232,7 @@ EXPERIMENTS = {
             "tables 6-7",
             "Confusion matrices (%) of MusicNeXt with softmax and with L-softmax",
             "confusion",
-            "heads",
+            "head",
             f"heads of MusicNeXt ({', '.join(HEADS)})",
             ("softmax", "lsoftmax"),
             _musicnext_head_variants,
@@ -609,6 +609,13 @@ def render_curves(experiment: Experiment, results: Sequence[CellResult]) -> Rend
     keys = [(key, label) for key, label in experiment.curves if any(k == key for k, _ in curves)]
     epochs = max((len(curve) for curve in curves.values()), default=0)
     markdown = ["The paper gives no values for this figure (" + NOT_REPORTED + ")."]
+    if any(result.cell.config.model.head == "lsoftmax" for result in results):
+        markdown += [
+            "",
+            "Training accuracy and loss of an L-softmax model are those of its margin logits, "
+            "which the margin makes harder than the plain logits it predicts with; compare "
+            "heads on validation and test accuracy.",
+        ]
     for key, label in keys:
         names = [name for name in groups if (key, name) in curves]
         table = [
@@ -631,6 +638,7 @@ def render_curves(experiment: Experiment, results: Sequence[CellResult]) -> Rend
                     curve = curves[key, name]
                     axes.plot(np.arange(1, len(curve) + 1), curve, marker=".", label=name)
             axes.set_xlabel("epoch")
+            axes.xaxis.get_major_locator().set_params(integer=True)
             axes.set_ylabel(label)
             axes.legend(fontsize=8)
 
@@ -672,9 +680,10 @@ def render_confusion(experiment: Experiment, results: Sequence[CellResult]) -> R
             [genre, *(f"{value:.1f}" for value in row)]
             for genre, row in zip(level["rows"], level["confusion_percent"])
         ]
-        markdown += ["", f"### {CONFUSION_TABLES.get(head, name)}: {name}", ""]
+        heading = f"{CONFUSION_TABLES.get(head, name)}: {name}"
+        markdown += ["", f"### {heading}", ""]
         markdown += _markdown_table(["true \\ predicted", *level["columns"]], table)
-        title = f"{name}: test clips, {len(group)} seed(s), {_dataset(results)}"
+        title = f"{heading}, {_dataset(results)} test clips, {len(group)} seed(s)"
         plots[f"{experiment.name}-{head}.png"] = lambda level=level, title=title: confusion_png(
             level, title
         )

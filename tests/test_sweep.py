@@ -115,7 +115,7 @@ def cell_metrics(sweep_dir: Path, prefix: str) -> dict:
 def test_heads_table_holds_every_network_and_head_with_the_cells_accuracies(demo_sweep):
     _, sweep_dir, _ = demo_sweep
     rows = read_csv(sweep_dir / "heads.csv")
-    assert rows[0][:4] == ["networks", "series", "seeds", "clip_accuracy_pct"]
+    assert rows[0][:4] == ["network", "series", "seeds", "clip_accuracy_pct"]
     assert rows[0][-1] == "paper_accuracy_pct"
     assert [row[:2] for row in rows[1:]] == [
         ["MusicNeXt", "softmax"],
@@ -131,7 +131,7 @@ def test_heads_table_holds_every_network_and_head_with_the_cells_accuracies(demo
         assert float(row[5]) == pytest.approx(100 * metrics["test_segment_accuracy"], abs=1e-3)
         assert row[-1] == NOT_REPORTED  # the paper has no demo set
     header = (sweep_dir / "heads.md").read_text().splitlines()
-    assert any(line.startswith("| networks | softmax clip % |") for line in header)
+    assert any(line.startswith("| network | softmax clip % |") for line in header)
 
 
 def test_curve_and_confusion_tables_have_the_papers_layout(demo_sweep):
