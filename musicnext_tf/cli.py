@@ -302,25 +302,25 @@ def _add_sweep_parser(commands) -> None:
 
 
 def _sweep(args) -> int:
-    from musicnext_tf.sweep import CELLS, default_sweep_dir, run_experiment
+    from musicnext_tf.sweep import CELLS, run_experiment, sweep_folder
 
     overrides = {"data": {"data_dir": _absolute(args.data_dir)}, "train": {"epochs": args.epochs}}
+    sweep_dir = sweep_folder(args.data, args.config, overrides, args.sweep_dir)
     try:
         paths, counts = run_experiment(
             args.experiment,
             args.data,
             args.config,
             overrides,
-            args.sweep_dir,
+            sweep_dir,
             args.values,
             args.seed or range(args.seeds or 1),
             progress=not args.quiet,
             strict=args.strict,
         )
     except KeyboardInterrupt:
-        where = args.sweep_dir or default_sweep_dir(args.data or "<data>")
         print(
-            f"\ninterrupted: finished cells are kept in {where}/{CELLS}; run the same command "
+            f"\ninterrupted: finished cells are kept in {sweep_dir / CELLS}; run the same command "
             "again to continue",
             file=sys.stderr,
         )

@@ -376,9 +376,14 @@ def write_test_summary(run_dir: Path, metrics: dict) -> None:
     writer.close()
 
 
-def default_sweep_dir(dataset: str) -> Path:
-    """sweeps/<dataset>: shared by every experiment on a dataset, which then share cells."""
-    return Path("sweeps") / dataset
+def sweep_folder(
+    data: str | None, config_file: str | Path | None, overrides: dict | None, sweep_dir=None
+) -> Path:
+    """`sweep_dir`, else sweeps/<dataset>: shared by every experiment on a dataset, which then
+    share cells."""
+    if sweep_dir:
+        return Path(sweep_dir)
+    return Path("sweeps") / resolve(data, config_file, overrides).data.name
 
 
 def run_experiment(
@@ -399,8 +404,7 @@ def run_experiment(
         (the result files written, the counts of `run_cells`).
     """
     experiment = experiment_named(name)
-    dataset = resolve(data, config_file, overrides).data.name
-    sweep_dir = Path(sweep_dir) if sweep_dir else default_sweep_dir(dataset)
+    sweep_dir = sweep_folder(data, config_file, overrides, sweep_dir)
     cells = plan(experiment, data, config_file, overrides, sweep_dir, values, seeds)
     all_metrics, counts = run_cells(cells, progress, strict, say)
     results = [CellResult(cell, metrics) for cell, metrics in zip(cells, all_metrics)]
