@@ -367,3 +367,14 @@ def test_without_matplotlib_the_tables_are_written_and_the_plot_is_explained(
     assert [path.name for path in paths] == ["loss-curves.md", "loss-curves.csv"]
     assert not (tmp_path / "loss-curves.png").exists()
     assert "pip install musicnext-tf[plots]" in caplog.text
+
+
+def test_cli_ctrl_c_says_where_the_cells_are_and_how_to_continue(tmp_path, monkeypatch, capsys):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("musicnext_tf.sweep.run_experiment", interrupted)
+    assert cli.main(["sweep", "heads", "--data", "demo", "--sweep-dir", str(tmp_path)]) == 130
+    err = capsys.readouterr().err
+    assert f"finished cells are kept in {tmp_path / 'cells'}" in err
+    assert "run the same command again to continue" in err
