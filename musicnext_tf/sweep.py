@@ -136,7 +136,9 @@ def _margin_variants(values: Sequence[str]) -> list[Variant]:
 def _stacking_variants(values: Sequence[str]) -> list[Variant]:
     return [
         Variant(
-            value, model_label("musicnext", head), {"head": head, "depths": parse_depths(value)}
+            value,
+            model_label("musicnext", head),
+            {"architecture": "musicnext", "head": head, "depths": parse_depths(value)},
         )
         for value in values
         for head in HEADS

@@ -378,3 +378,13 @@ def test_cli_ctrl_c_says_where_the_cells_are_and_how_to_continue(tmp_path, monke
     err = capsys.readouterr().err
     assert f"finished cells are kept in {tmp_path / 'cells'}" in err
     assert "run the same command again to continue" in err
+
+
+def test_experiments_on_one_dataset_share_their_common_cells():
+    def names(name, values=None):
+        return {cell.name for cell in plan(EXPERIMENTS[name], "gtzan", None, None, "s", values)}
+
+    heads = names("heads")
+    assert names("accuracy-curves") | names("loss-curves") | names("confusion") <= heads
+    assert names("stacking", ["3:3:9:3"]) <= heads and names("margin", ["4"]) <= heads
+    assert len(heads | names("margin") | names("stacking")) == 17  # as docs/reproducing.md says
