@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -261,6 +262,87 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _add_sweep_parser(commands) -> None:
+    from musicnext_tf.sweep import EXPERIMENTS, experiments_help
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="reproduce one of the paper's ablations: a grid of runs, a table, a CSV and plots",
+        description=textwrap.fill(
+            "Train every cell of an experiment's grid (each --values entry times each seed) as a "
+            "run folder SWEEP_DIR/cells/<cell>/, then write SWEEP_DIR/EXPERIMENT.md (the paper's "
+            "table or figure as a table, the paper's numbers beside ours where it gives them), "
+            "EXPERIMENT.csv and EXPERIMENT.png (needs matplotlib: pip install "
+            "musicnext-tf[plots]). Finished cells are reused, also by the other experiments in "
+            "the same SWEEP_DIR, and an interrupted sweep continues when run again. Compare the "
+            "cells' hyperparameters and test metrics with `tensorboard --logdir SWEEP_DIR/cells`. "
+            "See docs/reproducing.md.",
+            width=100,
+        ),
+        epilog=experiments_help()
+        + "\n\nexample:\n  musicnext-tf sweep heads --data gtzan --data-dir ~/data/gtzan/genres",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sweep.add_argument(
+        "experiment", metavar="EXPERIMENT", choices=list(EXPERIMENTS), help="see the list below"
+    )
+    sweep.add_argument(
+        "--data", help="dataset: demo, folder or a preset name (see `musicnext-tf presets`)"
+    )
+    sweep.add_argument(
+        "--data-dir", help="the dataset's root folder (default: [data] data_dir or $MUSICNEXT_DATA)"
+    )
+    sweep.add_argument("--config", help="a TOML file whose tables override the dataset's preset")
+    sweep.add_argument(
+        "--sweep-dir",
+        metavar="DIR",
+        help="folder of the cells and results (default: sweeps/<data>, shared by all experiments)",
+    )
+    sweep.add_argument("--epochs", type=int, help="training epochs of every cell (paper: 50)")
+    seeds = sweep.add_mutually_exclusive_group()
+    seeds.add_argument(
+        "--seeds", type=_positive_int, metavar="N", help="run every grid point with seeds 0..N-1"
+    )
+    seeds.add_argument(
+        "--seed", type=int, nargs="+", metavar="S", help="run every grid point with these seeds"
+    )
+    sweep.add_argument(
+        "--values", nargs="+", metavar="V", help="the grid instead of the default (see below)"
+    )
+    _add_strict_and_quiet(sweep)
+
+
+def _sweep(args) -> int:
+    from musicnext_tf.sweep import CELLS, run_experiment, sweep_folder
+
+    overrides = {"data": {"data_dir": _absolute(args.data_dir)}, "train": {"epochs": args.epochs}}
+    sweep_dir = sweep_folder(args.data, args.config, overrides, args.sweep_dir)
+    try:
+        paths, counts = run_experiment(
+            args.experiment,
+            args.data,
+            args.config,
+            overrides,
+            sweep_dir,
+            args.values,
+            args.seed or range(args.seeds or 1),
+            progress=not args.quiet,
+            strict=args.strict,
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: finished cells are kept in {sweep_dir / CELLS}; run the same command "
+            "again to continue",
+            file=sys.stderr,
+        )
+        return 130
+    print(
+        f"\n{args.experiment}: {counts['started']} cell(s) trained, {counts['resumed']} "
+        f"continued, {counts['reused']} reused\nresults: " + ", ".join(map(str, paths))
+    )
+    return 0
+
+
 def _add_presets_parser(commands) -> None:
     commands.add_parser("presets", help="list the dataset presets shipped with the package")
 
@@ -462,6 +544,7 @@ COMMANDS = {
     "predict": (_add_predict_parser, _predict),
     "export": (_add_export_parser, _export),
     "prepare": (_add_prepare_parser, _prepare),
+    "sweep": (_add_sweep_parser, _sweep),
     "presets": (_add_presets_parser, _presets),
 }
 
