@@ -9,7 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from musicnext_tf.config import ARCHITECTURES, PRECISIONS
+from musicnext_tf.config import ARCHITECTURES, PRECISIONS, STRATEGIES
 
 DEFAULT_EXPORT_BASE = "saved_models"  # as musicnext_tf.export.DEFAULT_BASE, without importing TF
 
@@ -98,6 +98,21 @@ def _add_fit_parser(commands) -> None:
         "--jit-compile",
         action=argparse.BooleanOptionalAction,
         help="compile the training step with XLA (default: on when a GPU is visible, else off)",
+    )
+    fit.add_argument(
+        "--strategy",
+        choices=list(STRATEGIES),
+        help="default: one device; mirrored: all local GPUs; multi-worker: the hosts listed in "
+        "the TF_CONFIG environment variable, one process each (see README, Distributed "
+        "training); --batch-size stays the global batch. With --resume it may differ from the "
+        "run's",
+    )
+    fit.add_argument(
+        "--data-service",
+        metavar="grpc://HOST:PORT",
+        help="a tf.data service dispatcher whose worker prepares the training batches instead of "
+        "this process (see README, Distributed training). With --resume it may differ from "
+        "the run's",
     )
     fit.add_argument(
         "--export-base",
@@ -388,6 +403,9 @@ def _fit_overrides(args) -> dict[str, dict]:
             "seed": args.seed,
             "precision": args.precision,
             "jit_compile": args.jit_compile,
+            # where the run trains, which a resume may change (not a conflict)
+            "strategy": None if args.resume else args.strategy,
+            "data_service": None if args.resume else args.data_service,
         },
         "model": {
             "margin": args.margin,
@@ -452,12 +470,25 @@ def _fit(args) -> int:
     try:
         export_base = None if args.no_export else args.export_base
         if args.resume:
-            metrics = train.resume(run_dir, progress, strict, export_base=export_base)
+            metrics = train.resume(
+                run_dir,
+                progress,
+                strict,
+                export_base=export_base,
+                strategy=args.strategy,
+                data_service=args.data_service,
+            )
         else:
             metrics = train.fit(config, run_dir, progress, strict, export_base=export_base)
     except KeyboardInterrupt:
         print(f"\n{train.interruption_message(run_dir)}", file=sys.stderr)
         return 130
+    if "worker" in metrics:  # a multi-worker run's other workers: the chief reports
+        print(
+            f"worker {metrics['worker']} of {metrics['workers']}: trained to epoch "
+            f"{metrics['epochs_completed']}; the chief writes {run_dir}"
+        )
+        return 0
     best = f" (best epoch {metrics['best_epoch']})" if metrics.get("best_epoch") else ""
     print(
         f"\n{config.data.name}: {metrics['model']} model{best}: test clip accuracy "
@@ -553,6 +584,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+    # TensorFlow's own INFO lines (collective ops and strategy set-up under --strategy) are
+    # chatter, and its logger would print them twice (its handler, then the root logger's)
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
     if args.command is None:
         parser.print_help()
         return 2

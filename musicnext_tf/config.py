@@ -123,11 +123,13 @@ class ModelConfig:
 
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# `[train] strategy`: how training is spread over devices and hosts (see `musicnext_tf.distributed`)
+STRATEGIES = ("default", "mirrored", "multi-worker")
 
 
 @dataclass
 class TrainConfig:
-    """Optimisation and input-pipeline settings."""
+    """Optimisation, input-pipeline and distribution settings."""
 
     epochs: int = 50
     batch_size: int = 50
@@ -144,6 +146,12 @@ class TrainConfig:
     precision: str = "float32"
     # XLA-compile the training step: true, false, or "auto" (Keras' rule: on when a GPU is visible)
     jit_compile: bool | str = "auto"
+    # "default" (one device), "mirrored" (all local GPUs) or "multi-worker" (hosts in TF_CONFIG);
+    # batch_size is the global batch, cut into one part per replica
+    strategy: str = "default"
+    # "grpc://HOST:PORT": a tf.data service dispatcher that produces the training batches
+    # (see `distributed.from_data_service`); None: this process does
+    data_service: str | None = None
 
     def __post_init__(self):
         if self.precision not in PRECISIONS:
@@ -153,6 +161,10 @@ class TrainConfig:
         if self.jit_compile not in (True, False, "auto"):
             raise ConfigError(
                 f'[train] jit_compile = {self.jit_compile!r}: use true, false or "auto"'
+            )
+        if self.strategy not in STRATEGIES:
+            raise ConfigError(
+                f"[train] strategy = {self.strategy!r} is not one of {list(STRATEGIES)}"
             )
 
 

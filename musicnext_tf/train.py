@@ -17,6 +17,9 @@ selected model (the best one, or the last without a validation split).
     RUN_DIR/metrics.json        test_segment_accuracy, test_clip_accuracy, test_loss,
                                 epochs_completed, best_epoch, history; written last
 
+Training runs on one device, all local GPUs or several hosts (`[train] strategy`, see
+`distributed`); with several workers only the chief writes the run folder.
+
 With `export_base`, the selected model is also exported for TF Serving as the next version of
 `EXPORT_BASE/<dataset>/` (see `export`) just before `metrics.json` is written.
 
@@ -28,6 +31,7 @@ exactly as the uninterrupted run would have.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -39,8 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import keras
+import tensorflow as tf
 
-from musicnext_tf import datasets
+from musicnext_tf import datasets, distributed
 from musicnext_tf.config import ConfigError, ExperimentConfig, TrainConfig, load_run_config
 from musicnext_tf.evaluate import evaluate_split, report_model, split_for_model
 from musicnext_tf.export import export_run
@@ -244,11 +249,17 @@ def fit(
         callbacks: extra Keras callbacks; they run before the epoch's checkpoint is written.
         export_base: export the selected model to EXPORT_BASE/<dataset>/<next version>/ at the
             end (None: no export).
+    With `[train] strategy = "multi-worker"` every worker calls this with the same config; only
+    the chief writes the run folder and returns its metrics, the others return
+    {"worker", "workers", "epochs_completed"}.
+
     Raises:
         RunError: `run_dir` already holds a run.
     """
+    strategy = distributed.create_strategy(config.train.strategy)  # before any TensorFlow op
+    role = distributed.worker_role(strategy)
     run_dir = Path(run_dir)
-    if (run_dir / "config.json").exists():
+    if role.is_chief and (run_dir / "config.json").exists():
         raise RunError(
             f"{run_dir} already holds a run; continue it with `musicnext-tf fit --resume "
             f"{run_dir}`, or choose another --run-dir"
@@ -257,10 +268,12 @@ def fit(
     index = datasets.load_index(
         config, progress
     )  # a wrong data folder fails before anything is written
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with run_lock(run_dir):
-        write_json(run_dir / "config.json", config.to_dict())
-        return _train(config, run_dir, progress, strict, callbacks, index, export_base)
+    if role.is_chief:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    with _writer_lock(run_dir, role):
+        if role.is_chief:
+            write_json(run_dir / "config.json", config.to_dict())
+        return _train(config, run_dir, progress, strict, callbacks, index, export_base, strategy)
 
 
 def resume(
@@ -269,18 +282,33 @@ def resume(
     strict: bool = False,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     export_base: str | Path | None = None,
+    strategy: str | None = None,
+    data_service: str | None = None,
 ) -> dict:
     """Continues a run from its last complete epoch with the settings in `RUN_DIR/config.json`.
 
     A finished run is left as it is: its metrics are returned and nothing is trained.
+    `strategy` and `data_service` (when given) replace the run's `[train]` settings: they say
+    where the run trains, not what, so it may continue on other hardware.
     """
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
+    config.train.strategy = strategy or config.train.strategy
+    config.train.data_service = data_service or config.train.data_service
+    tf_strategy = distributed.create_strategy(config.train.strategy)
+    role = distributed.worker_role(tf_strategy)
     if not is_finished(run_dir):
-        with run_lock(run_dir):
+        with _writer_lock(run_dir, role):
             if not is_finished(run_dir):  # another process may have finished it meanwhile
-                return _train(config, run_dir, progress, strict, callbacks, None, export_base)
+                return _train(
+                    config, run_dir, progress, strict, callbacks, None, export_base, tf_strategy
+                )
     return json.loads((run_dir / "metrics.json").read_text())
+
+
+def _writer_lock(run_dir: Path, role: distributed.WorkerRole):
+    """The run lock, for the process that writes the run folder (the other workers take none)."""
+    return run_lock(run_dir) if role.is_chief else contextlib.nullcontext()
 
 
 def is_finished(run_dir: str | Path) -> bool:
@@ -315,9 +343,11 @@ def _split_digest(prepared: PreparedDataset) -> str:
     return hashlib.sha256(json.dumps(ids).encode("utf-8")).hexdigest()[:16]
 
 
-def _run_facts(run_dir: Path, prepared: PreparedDataset, config: ExperimentConfig) -> dict:
-    """run.json: written when a run starts; a resume checks the data against it and reuses its
-    feature statistics, so the rebuilt model is the same."""
+def _run_facts(
+    run_dir: Path, prepared: PreparedDataset, config: ExperimentConfig, write: bool = True
+) -> dict:
+    """run.json: written when a run starts (if `write`); a resume checks the data against it and
+    reuses its feature statistics, so the rebuilt model is the same."""
     path = run_dir / "run.json"
     train_split = prepared.split("train")
     facts = {
@@ -344,7 +374,8 @@ def _run_facts(run_dir: Path, prepared: PreparedDataset, config: ExperimentConfi
         steps_per_epoch=steps,
         anneal_steps=round((config.model.anneal_epochs or config.train.epochs) * steps),
     )
-    write_json(path, facts)
+    if write:
+        write_json(path, facts)
     return facts
 
 
@@ -386,11 +417,12 @@ def _build_models(
     return classifier, trainer
 
 
-def _restore_or_start(run_dir: Path, trainer: keras.Model) -> dict:
+def _restore_or_start(run_dir: Path, trainer: keras.Model, tidy: bool = True) -> dict:
     """Loads the latest checkpoint into `trainer` and returns its state (a new state without one),
-    after removing what a killed process may have left half written."""
+    after removing (if `tidy`) what a killed process may have left half written."""
     checkpoint = latest_checkpoint(run_dir)
-    remove_stale(run_dir, keep=checkpoint)
+    if tidy:
+        remove_stale(run_dir, keep=checkpoint)
     if checkpoint is None:
         return {
             "epochs_completed": 0,
@@ -400,8 +432,9 @@ def _restore_or_start(run_dir: Path, trainer: keras.Model) -> dict:
             "sessions": [],
         }
     state = restore_checkpoint(checkpoint, trainer)
-    publish_models(run_dir, checkpoint)  # in case a kill came between checkpoint and links
-    write_history(run_dir, state["history"])
+    if tidy:
+        publish_models(run_dir, checkpoint)  # in case a kill came between checkpoint and links
+        write_history(run_dir, state["history"])
     log.info("resuming %s after epoch %d", run_dir, checkpoint.epoch)
     return state
 
@@ -414,15 +447,24 @@ def _train(
     callbacks: Sequence[keras.callbacks.Callback],
     index: datasets.DatasetIndex | None = None,
     export_base: str | Path | None = None,
+    strategy: tf.distribute.Strategy | None = None,
 ) -> dict:
-    """Trains the run in `run_dir` from its latest checkpoint (or from the start) and finishes it."""
+    """Trains the run in `run_dir` from its latest checkpoint (or from the start) and finishes it.
+
+    Under `strategy` (default: one device) the models are built in its scope; a worker other
+    than the chief only trains: it writes nothing and returns its progress."""
     _check_config(config)
+    strategy = strategy or tf.distribute.get_strategy()
+    role = distributed.worker_role(strategy)
     prepared = _prepare_data(
         config, index or datasets.load_index(config, progress), progress, strict
     )
-    facts = _run_facts(run_dir, prepared, config)
-    classifier, trainer = _build_models(config, prepared.genres, facts)
-    state = _restore_or_start(run_dir, trainer)
+    facts = _run_facts(run_dir, prepared, config, write=role.is_chief)
+    with strategy.scope():
+        classifier, trainer = _build_models(config, prepared.genres, facts)
+        state = _restore_or_start(run_dir, trainer, tidy=role.is_chief)
+    distributed.evaluate_locally(classifier, strategy)
+    distributed.check_same_start(strategy, state["epochs_completed"], run_dir)
     initial_epoch = state["epochs_completed"]
     state["sessions"].append(
         {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "initial_epoch": initial_epoch}
@@ -437,6 +479,7 @@ def _train(
         initial_epoch,
         state,
     )
+    epochs_completed = initial_epoch
     if initial_epoch < config.train.epochs:
         dataset = training_dataset(
             prepared.split("train"),
@@ -445,15 +488,21 @@ def _train(
             needs_labels(trainer),
             initial_epoch,
         )
-        trainer.fit(
+        if config.train.data_service:
+            dataset = distributed.from_data_service(dataset, config.train.data_service)
+        history = distributed.fit_model(
+            trainer,
             dataset,
+            strategy,
             epochs=config.train.epochs,
             initial_epoch=initial_epoch,
             steps_per_epoch=run.steps_per_epoch,
-            callbacks=training_callbacks(run, callbacks),
-            shuffle=False,  # the pipeline shuffles, reproducibly
-            verbose=1 if progress else 0,
+            callbacks=training_callbacks(run, callbacks) if role.is_chief else list(callbacks),
+            verbose=1 if progress and role.is_chief else 0,
         )
+        epochs_completed += len(history.epoch)
+    if not role.is_chief:
+        return {"worker": role.index, "workers": role.count, "epochs_completed": epochs_completed}
     return _finish(run, progress, export_base)
 
 
