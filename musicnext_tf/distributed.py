@@ -34,6 +34,7 @@ created before TensorFlow runs its first operation in the process, so `train.fit
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +46,7 @@ import tensorflow as tf
 from musicnext_tf.config import STRATEGIES, ConfigError
 
 TF_CONFIG = "TF_CONFIG"
+log = logging.getLogger(__name__)
 _TF_CONFIG_EXAMPLE = (
     '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", '
     '"index": 0}}'
@@ -304,7 +306,8 @@ def _build_training_state(
 
 def _distributed_train_step(trainer: keras.Model, strategy: tf.distribute.Strategy):
     """One synchronous step on every replica: forward, loss of the global batch, all-reduced
-    gradients (the optimizer sums them across replicas), metric updates; returns the metrics."""
+    gradients (the optimizer sums them across replicas), metric updates; returns the metrics.
+    Compiled with XLA on GPUs when the model was compiled so (`[train] jit_compile`)."""
     variables = trainer.trainable_variables
     loss_tracker = next(metric for metric in trainer.metrics if metric.name == "loss")
 
@@ -325,6 +328,13 @@ def _distributed_train_step(trainer: keras.Model, strategy: tf.distribute.Strate
         )
         kept = weights > 0  # the compiled metrics are unweighted: leave the padding out
         trainer.compute_metrics(x, tf.boolean_mask(y, kept), tf.boolean_mask(y_pred, kept))
+
+    if trainer.jit_compile and tf.config.list_logical_devices("GPU"):
+        # XLA, as `fit` compiles its per-replica step; TensorFlow 2.21 has no XLA collectives
+        # (the gradients' all-reduce) on CPU devices
+        replica_step = tf.function(replica_step, jit_compile=True, reduce_retracing=True)
+    elif trainer.jit_compile:
+        log.warning("[train] jit_compile is ignored on CPU devices with several replicas")
 
     @tf.function
     def train_step(iterator):
