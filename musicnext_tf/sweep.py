@@ -276,9 +276,13 @@ class Cell:
 
 
 def config_digest(config: ExperimentConfig) -> str:
-    """8 hex digits identifying every setting of a run except where its data and cache live."""
+    """8 hex digits identifying every setting of a run except where its data and cache live and
+    where it trains (strategy, tf.data service: the same training on other hardware)."""
     values = config.to_dict()
     values["data"] = {k: v for k, v in values["data"].items() if k not in ("data_dir", "cache_dir")}
+    values["train"] = {
+        k: v for k, v in values["train"].items() if k not in ("strategy", "data_service")
+    }
     return hashlib.sha256(json.dumps(values, sort_keys=True).encode("utf-8")).hexdigest()[:8]
 
 

@@ -277,8 +277,11 @@ def test_default_grids_match_the_papers_experiments():
 
 
 def test_cell_names_say_what_varies_and_change_with_any_setting():
-    def names(epochs=None, data_dir=None):
-        overrides = {"train": {"epochs": epochs}, "data": {"data_dir": data_dir}}
+    def names(epochs=None, data_dir=None, strategy=None):
+        overrides = {
+            "train": {"epochs": epochs, "strategy": strategy},
+            "data": {"data_dir": data_dir},
+        }
         cells = plan(EXPERIMENTS["margin"], "gtzan", None, overrides, "sweeps", ["2", "4"])
         return [cell.name for cell in cells]
 
@@ -288,6 +291,7 @@ def test_cell_names_say_what_varies_and_change_with_any_setting():
         "musicnext-lsoftmax-m4-3.3.9.3-seed0",
     ]
     assert names(data_dir="/elsewhere/gtzan") == default  # where the data lives is no setting
+    assert names(strategy="multi-worker") == default  # nor where the run trains
     changed = names(epochs=3)
     assert [n.rsplit("-", 1)[0] for n in changed] == [n.rsplit("-", 1)[0] for n in default]
     assert not set(changed) & set(default)
