@@ -199,7 +199,7 @@ def check_same_start(strategy: tf.distribute.Strategy, epochs_completed: int, ru
     """
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return
-    epochs = np.asarray(_gather_from_replicas(strategy, epochs_completed)).tolist()
+    epochs = np.asarray(_replica_gatherer(strategy)(epochs_completed)).tolist()
     if len(set(epochs)) > 1:
         raise RuntimeError(
             f"the workers found different checkpoints in {run_dir} (epochs completed per replica: "
@@ -258,9 +258,10 @@ def fit_distributed(
     one worker stops all of them after that epoch.
     """
     if not isinstance(trainer.loss, keras.losses.Loss):
-        raise TypeError(f"multi-worker training needs a keras.losses.Loss, got {trainer.loss!r}")
+        raise TypeError(f"distributed training needs a keras.losses.Loss, got {trainer.loss!r}")
     _build_training_state(trainer, dataset, strategy)
     train_step = _distributed_train_step(trainer, strategy)
+    any_worker = _any_worker_function(strategy)
     batches = iter(distribute_batches(dataset, strategy))
     callback_list = keras.callbacks.CallbackList(
         list(callbacks),
@@ -283,7 +284,7 @@ def fit_distributed(
             callback_list.on_train_batch_end(step, logs)
         logs = dict(logs)
         callback_list.on_epoch_end(epoch, logs)
-        if _any_worker(strategy, trainer.stop_training):
+        if any_worker(trainer.stop_training):
             break
     callback_list.on_train_end(logs)
     return trainer.history
@@ -311,8 +312,9 @@ def _distributed_train_step(trainer: keras.Model, strategy: tf.distribute.Strate
     variables = trainer.trainable_variables
     loss_tracker = next(metric for metric in trainer.metrics if metric.name == "loss")
 
-    def replica_step(part, batch_rows):
-        x, y, weights = part
+    def update(x, y, weights, batch_rows):
+        """Forward and backward pass, all-reduce, optimizer step; returns the predictions and
+        the weighted per-example losses."""
         with tf.GradientTape() as tape:
             y_pred = trainer(x, training=True)
             per_example = tf.cast(trainer.loss.call(y, y_pred), tf.float32) * weights
@@ -322,19 +324,24 @@ def _distributed_train_step(trainer: keras.Model, strategy: tf.distribute.Strate
             scaled = trainer.optimizer.scale_loss(loss)
         gradients = tape.gradient(scaled, variables)
         trainer.optimizer.apply_gradients(zip(gradients, variables))
+        return y_pred, per_example
+
+    if trainer.jit_compile and tf.config.list_logical_devices("GPU"):
+        # XLA, as `fit` compiles its per-replica step; TensorFlow 2.21 has no XLA collectives
+        # (the gradients' all-reduce) on CPU devices
+        update = tf.function(update, jit_compile=True, reduce_retracing=True)
+    elif trainer.jit_compile:
+        log.warning("[train] jit_compile is ignored on CPU devices with several replicas")
+
+    def replica_step(part, batch_rows):
+        x, y, weights = part
+        y_pred, per_example = update(x, y, weights, batch_rows)
         rows = tf.reduce_sum(weights)
         loss_tracker.update_state(
             tf.math.divide_no_nan(tf.reduce_sum(per_example), rows), sample_weight=rows
         )
         kept = weights > 0  # the compiled metrics are unweighted: leave the padding out
         trainer.compute_metrics(x, tf.boolean_mask(y, kept), tf.boolean_mask(y_pred, kept))
-
-    if trainer.jit_compile and tf.config.list_logical_devices("GPU"):
-        # XLA, as `fit` compiles its per-replica step; TensorFlow 2.21 has no XLA collectives
-        # (the gradients' all-reduce) on CPU devices
-        replica_step = tf.function(replica_step, jit_compile=True, reduce_retracing=True)
-    elif trainer.jit_compile:
-        log.warning("[train] jit_compile is ignored on CPU devices with several replicas")
 
     @tf.function
     def train_step(iterator):
@@ -352,16 +359,17 @@ def _python_logs(logs: dict) -> dict:
     }
 
 
-def _any_worker(strategy: tf.distribute.Strategy, flag: bool) -> bool:
-    """Whether `flag` is true on any worker (a collective: every worker must call it)."""
-    return bool(np.max(_gather_from_replicas(strategy, int(bool(flag)))) > 0)
+def _any_worker_function(strategy: tf.distribute.Strategy):
+    """flag -> whether `flag` is true on any worker (a collective: every worker must call it)."""
+    gather = _replica_gatherer(strategy)
+    return lambda flag: bool(np.max(gather(int(bool(flag)))) > 0)
 
 
-def _gather_from_replicas(strategy: tf.distribute.Strategy, value: int) -> tf.Tensor:
-    """Every replica's `value` (this process's for its replicas), as one vector."""
+def _replica_gatherer(strategy: tf.distribute.Strategy):
+    """value -> every replica's value (this process's for its replicas) as one int64 vector."""
 
     @tf.function
     def gather(value):
         return strategy.gather(strategy.run(lambda: tf.reshape(value, [1])), axis=0)
 
-    return gather(tf.constant(value, tf.int64))
+    return lambda value: gather(tf.constant(value, tf.int64))
