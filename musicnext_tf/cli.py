@@ -19,6 +19,7 @@ examples:
   musicnext-tf fit --data gtzan --data-dir ~/data/gtzan/genres --epochs 50
   musicnext-tf fit --data folder --data-dir ~/music/by-genre --head softmax
   musicnext-tf fit --resume runs/gtzan-20250101-120000   continue an interrupted run
+  musicnext-tf fit --data gtzan --strategy mirrored      train on every GPU of this host
   musicnext-tf evaluate runs/gtzan-20250101-120000       test report of the best model
   musicnext-tf predict runs/gtzan-20250101-120000 ~/music/new --output genres.csv
   musicnext-tf export runs/gtzan-20250101-120000         saved_models/gtzan/<next version>/
