@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from musicnext_tf.config import STRATEGIES, ConfigError
+from musicnext_tf.run_folder import latest_checkpoint
 
 TF_CONFIG = "TF_CONFIG"
 log = logging.getLogger(__name__)
@@ -191,15 +192,19 @@ def evaluate_locally(model: keras.Model, strategy: tf.distribute.Strategy) -> No
         model._distribute_strategy = None  # Keras then uses the default strategy
 
 
-def check_same_start(strategy: tf.distribute.Strategy, epochs_completed: int, run_dir) -> None:
-    """Stops a multi-worker run whose workers restored different checkpoints (RUN_DIR not shared).
+def check_same_start(strategy: tf.distribute.Strategy, run_dir: str | os.PathLike) -> None:
+    """Stops a multi-worker run whose workers find different checkpoints in RUN_DIR (a folder
+    they do not share), before anything is restored: workers that restored different states
+    would no longer run the same collective operations, and would fail or hang.
 
     Raises:
         RuntimeError: on every worker, naming the epochs each one found.
     """
     if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return
-    epochs = np.asarray(_replica_gatherer(strategy)(epochs_completed)).tolist()
+    checkpoint = latest_checkpoint(run_dir)
+    found = checkpoint.epoch if checkpoint else 0
+    epochs = np.asarray(_replica_gatherer(strategy)(found)).tolist()
     if len(set(epochs)) > 1:
         raise RuntimeError(
             f"the workers found different checkpoints in {run_dir} (epochs completed per replica: "

@@ -456,6 +456,7 @@ def _train(
     _check_config(config)
     strategy = strategy or tf.distribute.get_strategy()
     role = distributed.worker_role(strategy)
+    distributed.check_same_start(strategy, run_dir)
     prepared = _prepare_data(
         config, index or datasets.load_index(config, progress), progress, strict
     )
@@ -464,7 +465,6 @@ def _train(
         classifier, trainer = _build_models(config, prepared.genres, facts)
         state = _restore_or_start(run_dir, trainer, tidy=role.is_chief)
     distributed.evaluate_locally(classifier, strategy)
-    distributed.check_same_start(strategy, state["epochs_completed"], run_dir)
     initial_epoch = state["epochs_completed"]
     state["sessions"].append(
         {"started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "initial_epoch": initial_epoch}

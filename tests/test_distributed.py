@@ -132,10 +132,15 @@ def worker_arguments(workspace: Path, run_dir: Path, weights: Path, *options: st
     return [str(data), str(cache), str(run_dir), str(weights), *options]
 
 
-def launch(arguments: list[list[str]], logs: Path, environments: list[dict]) -> list[int]:
+def launch(
+    arguments: list[list[str]],
+    logs: Path,
+    environments: list[dict],
+    expected_codes: tuple[int, ...] = (0, STOPPED_EXIT_CODE),
+) -> list[int]:
     """Runs one `distributed_worker.py` per argument list, all at once, and returns their exit
     codes. Every process is killed (with its process group) if the launch outlives
-    `LAUNCH_SECONDS` or the test fails; a process that fails fails the test with its log."""
+    `LAUNCH_SECONDS` or the test fails; an unexpected exit code fails the test with the logs."""
     processes, log_paths = [], []
     try:
         for index, (process_arguments, variables) in enumerate(zip(arguments, environments)):
@@ -164,7 +169,7 @@ def launch(arguments: list[list[str]], logs: Path, environments: list[dict]) -> 
             except subprocess.TimeoutExpired:
                 pytest.fail(f"the processes ran over {LAUNCH_SECONDS} s\n{log_tails(log_paths)}")
         codes = [process.returncode for process in processes]
-        if any(code not in (0, STOPPED_EXIT_CODE) for code in codes):
+        if any(code not in expected_codes for code in codes):
             pytest.fail(f"a process failed (exit codes {codes})\n{log_tails(log_paths)}")
         return codes
     finally:
@@ -174,14 +179,14 @@ def launch(arguments: list[list[str]], logs: Path, environments: list[dict]) -> 
                 process.wait()
 
 
-def launch_workers(arguments: list[list[str]], logs: Path) -> list[int]:
+def launch_workers(arguments: list[list[str]], logs: Path, **options) -> list[int]:
     """`launch` as the workers of one cluster on 127.0.0.1 (TF_CONFIG with free ports)."""
     cluster = {"worker": [f"127.0.0.1:{port}" for port in free_ports(len(arguments))]}
     environments = [
         {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
         for i in range(len(arguments))
     ]
-    return launch(arguments, logs, environments)
+    return launch(arguments, logs, environments, **options)
 
 
 def log_tails(paths: list[Path]) -> str:
@@ -330,3 +335,24 @@ def test_two_workers_stop_resume_and_end_as_one_process(workspace, single_proces
     assert_same_training(
         trainer_arrays(chief_run, 2), trainer_arrays(single_process_run, 2), tolerance=1e-5
     )
+
+
+def test_workers_that_find_different_checkpoints_stop_with_a_message(workspace, single_process_run):
+    chief_run, worker_run = workspace / "unshared-chief", workspace / "unshared-worker"
+    shutil.copytree(single_process_run, chief_run)
+    (chief_run / "metrics.json").unlink()  # unfinished, after epoch 2
+    worker_run.mkdir()  # a run folder that is not the chief's: no checkpoint
+    for name in ("config.json", "run.json"):
+        shutil.copy(chief_run / name, worker_run / name)
+    arguments = [
+        worker_arguments(workspace, run, workspace / "unused.npz", "--resume")
+        for run in (chief_run, worker_run)
+    ]
+    logs = workspace / "unshared-logs"
+    logs.mkdir()
+    assert launch_workers(arguments, logs, expected_codes=(1,)) == [1, 1]
+    for log in logs.iterdir():
+        text = log.read_text()
+        assert "the workers found different checkpoints in" in text
+        assert "(epochs completed per replica: [2, 0])" in text
+        assert "resuming needs RUN_DIR on a file system all workers share" in text
