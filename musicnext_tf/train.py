@@ -245,14 +245,15 @@ def fit(
 ) -> dict:
     """Starts a run in a new (or empty) folder, trains it and returns `RUN_DIR/metrics.json`.
 
-    Args:
-        callbacks: extra Keras callbacks; they run before the epoch's checkpoint is written.
-        export_base: export the selected model to EXPORT_BASE/<dataset>/<next version>/ at the
-            end (None: no export).
     With `[train] strategy = "multi-worker"` every worker calls this with the same config; only
     the chief writes the run folder and returns its metrics, the others return
     {"worker", "workers", "epochs_completed"}.
 
+    Args:
+        callbacks: extra Keras callbacks; they run before the epoch's checkpoint is written (on
+            every worker of a multi-worker run).
+        export_base: export the selected model to EXPORT_BASE/<dataset>/<next version>/ at the
+            end (None: no export).
     Raises:
         RunError: `run_dir` already holds a run.
     """
