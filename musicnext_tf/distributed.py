@@ -96,7 +96,8 @@ def cluster_role(tf_config: str | None) -> WorkerRole:
     fix = f"set it on every worker, e.g. TF_CONFIG='{_TF_CONFIG_EXAMPLE}'"
     if not tf_config:
         raise ConfigError(
-            f"--strategy multi-worker needs the {TF_CONFIG} environment variable; {fix}"
+            f"--strategy multi-worker needs the {TF_CONFIG} environment variable; {fix} (or "
+            "train on this host alone with --strategy default or mirrored)"
         )
     try:
         values = json.loads(tf_config)
