@@ -1,6 +1,6 @@
 """`python -m benchmarks`: runs the benchmark suite (see `benchmarks.run`)."""
 
-from benchmarks.run import main
+if __name__ == "__main__":  # feature preparation's spawned workers import this module too
+    from benchmarks.run import main
 
-if __name__ == "__main__":
     raise SystemExit(main())

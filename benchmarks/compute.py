@@ -15,6 +15,7 @@ timed as well and reported for context: it is this machine's peak, which the mod
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections import Counter
@@ -28,7 +29,7 @@ from benchmarks.results import Figure
 from benchmarks.timing import best_time
 from musicnext_tf.config import ExperimentConfig, resolve
 from musicnext_tf.losses import LSoftmaxLoss
-from musicnext_tf.model import build_model, needs_labels, training_model
+from musicnext_tf.model import SEGMENTS_INPUT, build_model, needs_labels, training_model
 from musicnext_tf.pipeline import model_inputs
 
 FAMILY = "compute"
@@ -50,9 +51,11 @@ class Workbench:
         return self.config.train.batch_size
 
 
-def build_workbench(batch_size: int) -> Workbench:
-    """The GTZAN preset's default model at `batch_size`, with Adam and the L-softmax loss."""
-    config = resolve("gtzan", overrides={"train": {"batch_size": batch_size}})
+def build_workbench(batch_size: int, config: ExperimentConfig | None = None) -> Workbench:
+    """The model of CONFIG (default: the GTZAN preset's, the paper's MusicNeXt) at `batch_size`,
+    with Adam and the L-softmax loss."""
+    config = copy.deepcopy(config or resolve("gtzan"))
+    config.train.batch_size = batch_size
     keras.utils.set_random_seed(0)
     classifier = build_model(config.model, config.features, NUM_CLASSES)
     trainer = training_model(classifier)
@@ -69,8 +72,11 @@ def build_workbench(batch_size: int) -> Workbench:
 
 
 def synthetic_dataset(bench: Workbench) -> tf.data.Dataset:
-    """The in-memory batch, repeated: training input that costs nothing to produce."""
-    return tf.data.Dataset.from_tensors(bench.batch).repeat()
+    """The in-memory batch, repeated: training input that costs nearly nothing to produce. It is
+    re-batched so that its batch size is unknown to the graph, as the real pipeline's is, and the
+    two share one traced train function."""
+    dataset = tf.data.Dataset.from_tensor_slices(bench.batch).repeat()
+    return dataset.batch(bench.batch_size).prefetch(1)
 
 
 # ---------------------------------------------------------------------------------------- FLOPs
@@ -182,56 +188,65 @@ def square_matmul_flops_per_s(size: int, repeats: int) -> float:
 
 class StepTimer(keras.callbacks.Callback):
     """Wall time of every training step, from `on_train_batch_begin` to `on_train_batch_end`
-    (input fetching included)."""
+    (input fetching included); `between()`, if given, runs after each step, untimed."""
 
-    def __init__(self):
+    def __init__(self, between=None):
         super().__init__()
         self.seconds: list[float] = []
         self._start = 0.0
+        self._between = between
 
     def on_train_batch_begin(self, batch, logs=None):
         self._start = time.perf_counter()
 
     def on_train_batch_end(self, batch, logs=None):
         self.seconds.append(time.perf_counter() - self._start)
+        if self._between is not None:
+            self._between()
 
 
-def fit_step_seconds(bench: Workbench, dataset: tf.data.Dataset, steps: int) -> list[float]:
+def fit_step_seconds(
+    bench: Workbench, dataset: tf.data.Dataset, steps: int, between=None
+) -> list[float]:
     """Wall times of `steps` training steps of `fit` fed by `dataset`, after one untimed step
-    (which traces the train function the first time, and fills the pipeline)."""
-    timer = StepTimer()
+    (which traces the train function the first time, and fills the pipeline); `between()` runs
+    after every step, untimed."""
+    timer = StepTimer(between)
     bench.trainer.fit(
         dataset, epochs=1, steps_per_epoch=steps + 1, callbacks=[timer], verbose=0, shuffle=False
     )
     return timer.seconds[1:]
 
 
-def model_runs(bench: Workbench) -> dict:
-    """{"training": one training step on the in-memory batch, "inference": one forward pass of
-    it (training=False, in a graph)}, as functions to time."""
-    x, y = bench.batch
-    segments = tf.constant(x["segments"] if isinstance(x, dict) else x)
+def inference_seconds(bench: Workbench, repeats: int, between) -> float:
+    """Best time of the classifier's forward pass on the batch (training=False, in a graph) over
+    `repeats` passes after a warm-up; `between()` runs after every pass, untimed."""
+    x = bench.batch[0]
+    segments = tf.constant(x[SEGMENTS_INPUT] if isinstance(x, dict) else x)
     forward = tf.function(lambda s: bench.classifier(s, training=False))
-    return {
-        "training": lambda: bench.trainer.train_on_batch(x, y),
-        "inference": lambda: forward(segments).numpy(),
-    }
+    forward(segments).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        best = min(best, best_time(lambda: forward(segments).numpy(), repeats=1, warmup=0))
+        between()
+    return best
 
 
 def run(bench: Workbench, repeats: int) -> list[Figure]:
-    """Training and inference segments/s and FLOP/s against the GEMM ceiling, each timed
-    alternately with its ceiling; the square matmul peak for context."""
+    """Training (steps of `fit` on the in-memory batch) and inference segments/s and FLOP/s
+    against the GEMM ceiling, each step alternating with a sample of its ceiling; the square
+    matmul peak for context."""
     batch = bench.batch_size
     flops = forward_flops(bench.classifier)
     shapes = gemm_shapes(bench.classifier, batch)
     figures = []
-    for mode, run_model in model_runs(bench).items():
-        multiplier = 3 if mode == "training" else 1
+    for mode, multiplier in (("training", 3), ("inference", 1)):
         ceiling = GemmCeiling(shapes, training=mode == "training")
-        seconds = best_time(run_model, repeats=1)  # traces, and the warm-up below
-        for _ in range(repeats):
-            ceiling.sample()
-            seconds = min(seconds, best_time(run_model, repeats=1, warmup=0))
+        if mode == "training":
+            steps = fit_step_seconds(bench, synthetic_dataset(bench), repeats, ceiling.sample)
+            seconds = min(steps)
+        else:
+            seconds = inference_seconds(bench, repeats, ceiling.sample)
         achieved = multiplier * flops * batch / seconds
         figures.append(
             Figure(
