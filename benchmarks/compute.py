@@ -232,7 +232,7 @@ def inference_seconds(bench: Workbench, repeats: int, between) -> float:
     return best
 
 
-def run(bench: Workbench, repeats: int) -> list[Figure]:
+def run(bench: Workbench, repeats: int, train_steps: int) -> list[Figure]:
     """Training (steps of `fit` on the in-memory batch) and inference segments/s and FLOP/s
     against the GEMM ceiling, each step alternating with a sample of its ceiling; the square
     matmul peak for context."""
@@ -243,7 +243,7 @@ def run(bench: Workbench, repeats: int) -> list[Figure]:
     for mode, multiplier in (("training", 3), ("inference", 1)):
         ceiling = GemmCeiling(shapes, training=mode == "training")
         if mode == "training":
-            steps = fit_step_seconds(bench, synthetic_dataset(bench), repeats, ceiling.sample)
+            steps = fit_step_seconds(bench, synthetic_dataset(bench), train_steps, ceiling.sample)
             seconds = min(steps)
         else:
             seconds = inference_seconds(bench, repeats, ceiling.sample)

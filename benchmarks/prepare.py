@@ -143,8 +143,9 @@ def run(clips: int, song_seconds: float) -> list[Figure]:
         work = Path(folder)
         paths, corpus, larger = write_corpora(work, clips, song_seconds)
         config = folder_config(corpus, work / "cache")
-        reference = {name: librosa_loop(files, config) for name, files in paths.items()}
         ours = cold_prepare(corpus, work / "cache")
+        # right before the measured run, so that both see the same load from other processes
+        reference = {name: librosa_loop(files, config) for name, files in paths.items()}
         ours_larger = cold_prepare(larger, work / "cache-larger")
     figures = [
         Figure(

@@ -24,6 +24,7 @@ class Settings:
 
     batch_size: int  # training and inference batch of the default model (the paper's is 50)
     repeats: int  # timed repeats per figure (the best is kept)
+    train_steps: int  # timed training steps of the compute figure
     mel_clips: int  # 30 s clips for the log-mel comparison
     prepare_clips: int  # files per format for the cold prepare comparison (x10 for memory)
     song_seconds: float  # length of the full-length songs (ISMIR2004-like)
@@ -35,22 +36,24 @@ class Settings:
 FULL = Settings(
     batch_size=50,
     repeats=3,
+    train_steps=5,
     mel_clips=10,
     prepare_clips=34,
     song_seconds=240.0,
     pipeline_clips=60,
-    fit_steps=3,
-    fit_rounds=1,
+    fit_steps=2,
+    fit_rounds=2,
 )
 QUICK = Settings(
     batch_size=8,
     repeats=2,
+    train_steps=3,
     mel_clips=2,
     prepare_clips=8,
     song_seconds=90.0,
     pipeline_clips=16,
     fit_steps=2,
-    fit_rounds=1,
+    fit_rounds=2,
 )
 
 
@@ -72,9 +75,9 @@ def _run_family(family: str, settings: Settings, bench) -> list:
     from benchmarks import compute, features, pipeline, prepare, serving
 
     if family == "compute":
-        return compute.run(bench, settings.repeats)
+        return compute.run(bench, settings.repeats, settings.train_steps)
     if family == "features":
-        return features.run(bench.config, settings.mel_clips, settings.repeats)
+        return features.run(bench.config, settings.mel_clips, 3 * settings.repeats)  # cheap
     if family == "prepare":
         return prepare.run(settings.prepare_clips, settings.song_seconds)
     if family == "pipeline":
@@ -130,6 +133,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     settings = QUICK if args.quick else FULL
     import musicnext_tf  # noqa: F401  (TensorFlow without its start-up chatter)
+    from benchmarks import estimate
     from benchmarks.results import table, write_json
 
     started = time.time()
@@ -145,6 +149,7 @@ def main(argv=None) -> int:
         "seconds": round(time.time() - started, 1),
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "machine": machine(),
+        "paper_run_estimate": estimate.paper_run(figures),
     }
     print(table(figures))
     print(
@@ -152,6 +157,8 @@ def main(argv=None) -> int:
         f"{context['machine']['cpu']} ({context['machine']['cores']} cores), load average "
         f"{load_before[0]:.2f} before, {context['load_average']['after'][0]:.2f} after"
     )
+    if context["paper_run_estimate"]:
+        print(estimate.describe(context["paper_run_estimate"]))
     if args.json:
         write_json(args.json, figures, context)
         print(f"results: {args.json}")

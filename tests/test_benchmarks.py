@@ -19,6 +19,7 @@ from musicnext_tf.config import resolve
 TINY = Settings(
     batch_size=4,
     repeats=1,
+    train_steps=1,
     mel_clips=1,
     prepare_clips=2,
     song_seconds=70.0,
