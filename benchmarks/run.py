@@ -47,13 +47,13 @@ FULL = Settings(
 QUICK = Settings(
     batch_size=8,
     repeats=2,
-    train_steps=3,
+    train_steps=2,
     mel_clips=2,
     prepare_clips=8,
     song_seconds=90.0,
     pipeline_clips=16,
     fit_steps=2,
-    fit_rounds=2,
+    fit_rounds=1,
 )
 
 
@@ -66,8 +66,12 @@ def run_families(settings: Settings, families=FAMILIES, config=None) -> list:
     bench = compute.build_workbench(settings.batch_size, config)
     for family in families:
         started = time.perf_counter()
-        figures += _run_family(family, settings, bench)
-        print(f"  {family}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
+        results = _run_family(family, settings, bench)
+        seconds, load = time.perf_counter() - started, os.getloadavg()[0]
+        for figure in results:
+            figure.details["run"] = {"family_seconds": round(seconds, 1), "load_average": load}
+        figures += results
+        print(f"  {family}: {seconds:.0f} s, load average {load:.2f}", file=sys.stderr, flush=True)
     return figures
 
 
