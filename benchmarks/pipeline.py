@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from benchmarks.compute import Workbench, fit_step_seconds, synthetic_dataset
 from benchmarks.corpus import FORMATS, write_corpus
-from benchmarks.prepare import folder_config
+from benchmarks.prepare_child import folder_config
 from benchmarks.results import Figure
 from musicnext_tf import datasets
 from musicnext_tf.config import ExperimentConfig

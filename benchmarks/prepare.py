@@ -34,31 +34,16 @@ import librosa
 
 from benchmarks.corpus import FORMATS, write_corpus
 from benchmarks.features import librosa_log_mel
+from benchmarks.prepare_child import cores, folder_config
 from benchmarks.results import Figure
-from musicnext_tf import datasets
 from musicnext_tf.audio import clip_window
-from musicnext_tf.config import ExperimentConfig, resolve
-from musicnext_tf.prepare import prepare
+from musicnext_tf.config import ExperimentConfig
 
 FAMILY = "prepare"
-CLIP_RULE = "paper"
 LARGER = 10  # the peak-memory comparison's second corpus is this many times larger
 WARMUP = "0-warmup"  # sorted first: the folder of songs the workers start on, not counted
 WARMUP_PER_WORKER = 12  # songs: about 1.5 s of one worker's time
 _SAMPLE_SECONDS = 0.02
-
-
-def folder_config(root: Path, cache: Path, clip_rule: str = CLIP_RULE) -> ExperimentConfig:
-    """A `folder` dataset over ROOT with its feature cache in CACHE."""
-    overrides = {
-        "data": {"data_dir": str(root), "cache_dir": str(cache)},
-        "audio": {"clip_rule": clip_rule},
-    }
-    return resolve("folder", overrides=overrides)
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0))
 
 
 def write_corpora(
@@ -114,28 +99,11 @@ def librosa_loop(paths: list[Path], config: ExperimentConfig) -> dict:
 
 
 def cold_prepare(root: Path, cache: Path) -> dict:
-    """Runs a cold prepare of ROOT in a child process; returns its timings and peak memory."""
-    command = [sys.executable, "-m", "benchmarks.prepare", str(root), str(cache)]
+    """Runs a cold prepare of ROOT in a child process (`benchmarks.prepare_child`); returns its
+    timings and peak memory."""
+    command = [sys.executable, "-m", "benchmarks.prepare_child", str(root), str(cache)]
     peak, output = peak_tree_rss(command)
     return {**json.loads(output), "peak_rss_bytes": peak}
-
-
-def completion_rates(entries: Path, started: float, workers: int) -> dict:
-    """Per folder but the warm-up (the first folder of the track id), the steady rate at which
-    its entries were completed, and when the first entry of all was complete."""
-    finished = {}
-    for record_path in entries.glob("*.json"):
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        finished.setdefault(record["track_id"].split("/")[0], []).append(
-            record_path.stat().st_mtime
-        )
-    folders = sorted(finished)  # the order prepare took them in
-    rates = {}
-    for previous, name in zip(folders, folders[1:]):
-        span = max(finished[name]) - max(finished[previous])
-        rates[name] = {"clips": len(finished[name]), "clips_per_s": len(finished[name]) / span}
-    first = min(min(times) for times in finished.values())
-    return {"formats": rates, "first_entry_seconds": first - started, "workers": workers}
 
 
 def run(clips: int, song_seconds: float) -> list[Figure]:
@@ -227,18 +195,3 @@ def peak_tree_rss(command: list[str]) -> tuple[int, str]:
             f"{' '.join(command)} failed:\n{errors.decode(errors='replace')[-3000:]}"
         )
     return peak, output.decode()
-
-
-def _child(root: str, cache: str) -> None:
-    """The child process of `cold_prepare`: prepares ROOT into CACHE, prints the timings."""
-    config = folder_config(Path(root), Path(cache))
-    index = datasets.load_index(config)
-    started = time.time()
-    prepared = prepare(index, config, progress=False, workers=cores())
-    if prepared.problems:
-        raise RuntimeError(f"prepare skipped clips: {prepared.problems[:3]}")
-    print(json.dumps(completion_rates(prepared.cache_dir / "entries", started, cores())))
-
-
-if __name__ == "__main__":
-    _child(*sys.argv[1:3])

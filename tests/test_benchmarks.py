@@ -12,6 +12,7 @@ from helpers import TINY_OVERRIDES
 
 from benchmarks import prepare as prepare_benchmark
 from benchmarks.compute import build_workbench, forward_flops, gemm_shapes
+from benchmarks.prepare_child import completion_rates
 from benchmarks.results import Figure, table, write_json
 from benchmarks.run import Settings, run_families
 from musicnext_tf.config import resolve
@@ -109,7 +110,7 @@ def test_completion_rates_per_folder_after_the_warmup(tmp_path):
             path = tmp_path / f"{folder}-{index}.json"
             path.write_text(json.dumps({"track_id": f"{folder}/{index}.x"}))
             os.utime(path, (when, when))
-    rates = prepare_benchmark.completion_rates(tmp_path, started=4.0, workers=2)
+    rates = completion_rates(tmp_path, started=4.0, workers=2)
     assert rates["first_entry_seconds"] == pytest.approx(6.0)
     assert set(rates["formats"]) == {"mp3", "wav"}
     assert rates["formats"]["mp3"]["clips_per_s"] == pytest.approx(3 / 2.0)
