@@ -1,0 +1,37 @@
+"""Timing helpers that hold on a shared, noisy machine.
+
+Interference from other processes only ever makes a run slower, so the best (shortest) of a few
+repeats is the estimate of what the code costs; two things compared are timed alternately, so a
+burst of load hits both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+def best_time(run: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Shortest wall time in seconds of `repeats` calls of `run`, after `warmup` untimed calls."""
+    for _ in range(warmup):
+        run()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def best_times(runs: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict:
+    """{name: best time} of several functions, timed alternately (a, b, a, b, ...)."""
+    for run in runs.values():
+        for _ in range(warmup):
+            run()
+    best = dict.fromkeys(runs, float("inf"))
+    for _ in range(repeats):
+        for name, run in runs.items():
+            start = time.perf_counter()
+            run()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best

@@ -1,0 +1,124 @@
+"""The benchmark suite's machinery on a tiny model and tiny clips: structure, not timing."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+from helpers import TINY_OVERRIDES
+
+from benchmarks import prepare as prepare_benchmark
+from benchmarks.compute import build_workbench, forward_flops, gemm_shapes
+from benchmarks.prepare_child import completion_rates
+from benchmarks.results import Figure, table, write_json
+from benchmarks.run import Settings, run_families
+from musicnext_tf.config import resolve
+
+TINY = Settings(
+    batch_size=4,
+    repeats=1,
+    train_steps=1,
+    mel_clips=1,
+    prepare_clips=2,
+    song_seconds=70.0,
+    pipeline_clips=6,
+    fit_steps=1,
+    fit_rounds=1,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_config():
+    overrides = {name: dict(values) for name, values in TINY_OVERRIDES.items()}
+    overrides["features"]["segments_per_clip"] = 2
+    return resolve("gtzan", overrides=overrides)
+
+
+def test_suite_writes_every_figure_with_target_and_status(tiny_config, tmp_path):
+    figures = run_families(TINY, ("compute", "features", "pipeline", "serving"), tiny_config)
+    path = tmp_path / "results.json"
+    write_json(path, figures, {"mode": "test"})
+    document = json.loads(path.read_text())
+
+    assert document["context"] == {"mode": "test"}
+    names = [figure["name"] for figure in document["figures"]]
+    assert len(names) == len(set(names))
+    assert {figure["family"] for figure in document["figures"]} == {
+        "compute",
+        "features",
+        "pipeline",
+        "serving",
+    }
+    for figure in document["figures"]:
+        assert np.isfinite(figure["value"]) and figure["value"] > 0, figure
+        if figure["target"] is None:
+            assert figure["status"] == "info"
+        else:
+            assert figure["status"] in ("PASS", "MISS")
+            assert figure["comparison"] in (">=", "<=")
+    error = next(f for f in document["figures"] if f["name"].startswith("log-mel max relative"))
+    assert error["value"] <= 1e-4
+    assert error["status"] == "PASS"
+    training = document["figures"][0]
+    assert training["name"] == "training FLOP/s / GEMM ceiling"
+    assert training["details"]["batch_size"] == TINY.batch_size
+    rendered = table(figures)
+    assert rendered.count("\n|") == len(figures) + 1  # separator line and one row per figure
+
+
+def test_flop_count_of_the_default_model_is_analytic():
+    """ConvNeXt-T's shapes on a 256 x 128 segment: the pointwise GEMMs cost 16 * H * W * C^2
+    per block, the same in every stage (4x fewer positions, 2x the channels)."""
+    bench = build_workbench(2)
+    per_block = 16 * (64 * 32) * 96**2
+    pointwise = 18 * per_block  # 3 + 3 + 9 + 3 blocks
+    depthwise = 2 * 49 * (64 * 32 * 96) * (3 + 3 / 2 + 9 / 4 + 3 / 8)
+    stem = 2 * (64 * 32) * 96 * 16
+    downsampling = sum(
+        2 * (64 * 32 // 4**stage) * (96 * 2**stage) * 4 * (96 * 2 ** (stage - 1))
+        for stage in (1, 2, 3)
+    )
+    head = 2 * 768 * 10
+    expected = pointwise + depthwise + stem + downsampling + head
+    assert forward_flops(bench.classifier) == pytest.approx(expected, rel=1e-9)
+    shapes = gemm_shapes(bench.classifier, 2)
+    assert shapes[(2 * 64 * 32, 96, 384)] == 3
+    assert shapes[(2 * 8 * 4, 3072, 768)] == 3
+
+
+def test_peak_tree_rss_counts_the_children(tmp_path):
+    """A child that allocates 200 MB in a grandchild shows at least that much."""
+    script = (
+        "import subprocess, sys; subprocess.run([sys.executable, '-c', "
+        "\"b = bytearray(200 * 2**20); import time; time.sleep(0.5)\"], check=True); print('ok')"
+    )
+    peak, output = prepare_benchmark.peak_tree_rss([sys.executable, "-c", script])
+    assert output.strip() == "ok"
+    assert peak >= 200 * 2**20
+    assert prepare_benchmark.tree_rss_bytes(os.getpid()) > 0
+
+
+def test_completion_rates_per_folder_after_the_warmup(tmp_path):
+    """Entries finished at known times: each folder's rate is its entries over the time since
+    the previous folder's last entry; the warm-up folder is not counted."""
+    times = {"0-warmup": [10.0, 11.0], "mp3": [11.5, 12.0, 13.0], "wav": [13.5, 14.0]}
+    for folder, finished in times.items():
+        for index, when in enumerate(finished):
+            path = tmp_path / f"{folder}-{index}.json"
+            path.write_text(json.dumps({"track_id": f"{folder}/{index}.x"}))
+            os.utime(path, (when, when))
+    rates = completion_rates(tmp_path, started=4.0, workers=2)
+    assert rates["first_entry_seconds"] == pytest.approx(6.0)
+    assert set(rates["formats"]) == {"mp3", "wav"}
+    assert rates["formats"]["mp3"]["clips_per_s"] == pytest.approx(3 / 2.0)
+    assert rates["formats"]["wav"]["clips_per_s"] == pytest.approx(2 / 1.0)
+
+
+def test_figure_status_follows_the_comparison():
+    assert Figure("f", "a", 0.9, target=0.85).status == "PASS"
+    assert Figure("f", "a", 0.8, target=0.85).status == "MISS"
+    assert Figure("f", "a", 1.2, target=1.1, comparison="<=").status == "MISS"
+    assert Figure("f", "a", 1.2).status == "info"
