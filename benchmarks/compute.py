@@ -27,9 +27,9 @@ import tensorflow as tf
 from benchmarks.results import Figure
 from benchmarks.timing import best_time
 from musicnext_tf.config import ExperimentConfig, resolve
-from musicnext_tf.losses import LSoftmaxLoss
 from musicnext_tf.model import SEGMENTS_INPUT, build_model, needs_labels, training_model
 from musicnext_tf.pipeline import model_inputs
+from musicnext_tf.train import compile_for_training, layer_policy
 
 FAMILY = "compute"
 NUM_CLASSES = 10  # GTZAN's genres
@@ -52,16 +52,15 @@ class Workbench:
 
 def build_workbench(batch_size: int, config: ExperimentConfig | None = None) -> Workbench:
     """The model of CONFIG (default: the GTZAN preset's, the paper's MusicNeXt) at `batch_size`,
-    with Adam and the L-softmax loss."""
+    built and compiled as `fit` does it (Adam, the L-softmax loss, `[train] precision` and
+    `jit_compile`)."""
     config = copy.deepcopy(config or resolve("gtzan"))
     config.train.batch_size = batch_size
     keras.utils.set_random_seed(0)
-    classifier = build_model(config.model, config.features, NUM_CLASSES)
+    policy = layer_policy(config.train)
+    classifier = build_model(config.model, config.features, NUM_CLASSES, dtype=policy)
     trainer = training_model(classifier)
-    # as train.compile_for_training does at the default float32 precision
-    trainer.compile(
-        optimizer=keras.optimizers.Adam(config.train.learning_rate), loss=LSoftmaxLoss()
-    )
+    compile_for_training(trainer, config.train)
     features = config.features
     rng = np.random.default_rng(0)
     segments = rng.normal(-30.0, 20.0, (batch_size, features.segment_frames, features.n_mels, 1))
@@ -130,13 +129,11 @@ class GemmCeiling:
     model performs them.
     """
 
-    def __init__(self, shapes: Counter, training: bool):
+    def __init__(self, shapes: Counter, training: bool, dtype: str = "float32"):
         self._products = []  # (count, flops, timed function)
         for (m, k, n), count in shapes.items():
             a, b, grad = (
-                tf.random.normal([m, k]),
-                tf.random.normal([k, n]),
-                tf.random.normal([m, n]),
+                tf.cast(tf.random.normal(shape), dtype) for shape in ([m, k], [k, n], [m, n])
             )
             forms = [(a, b, False)]
             if training:
@@ -239,8 +236,9 @@ def run(bench: Workbench, repeats: int, train_steps: int) -> list[Figure]:
     flops = forward_flops(bench.classifier)
     shapes = gemm_shapes(bench.classifier, batch)
     figures = []
+    dtype = keras.DTypePolicy(layer_policy(bench.config.train) or "float32").compute_dtype
     for mode, multiplier in (("training", 3), ("inference", 1)):
-        ceiling = GemmCeiling(shapes, training=mode == "training")
+        ceiling = GemmCeiling(shapes, training=mode == "training", dtype=dtype)
         if mode == "training":
             steps = fit_step_seconds(bench, synthetic_dataset(bench), train_steps, ceiling.sample)
             seconds = min(steps)
@@ -261,7 +259,11 @@ def run(bench: Workbench, repeats: int, train_steps: int) -> list[Figure]:
                     "achieved_flops_per_s": achieved,
                     "ceiling_flops_per_s": ceiling.flops_per_s,
                     "gemm_share_of_flops": ceiling.flops / (multiplier * flops * batch),
+                    "compute_dtype": dtype,
                 },
+                note=None
+                if dtype == "float32"
+                else f"the ceiling's GEMMs in {dtype}, as the model's",
             )
         )
         figures.append(

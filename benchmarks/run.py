@@ -13,7 +13,7 @@ import os
 import platform
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 FAMILIES = ("compute", "features", "prepare", "pipeline", "serving")
 
@@ -124,6 +124,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small sizes, under 2 minutes (CI)")
     parser.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH")
     parser.add_argument(
+        "--batch-size", type=int, help="batch of the model figures (default: 50; --quick: 8)"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=["float32", "mixed_bfloat16", "mixed_float16"],
+        default="float32",
+        help="the model's [train] precision, as `fit --precision` (accelerators; the GEMM "
+        "ceiling stays float32, so read the segments/s figures)",
+    )
+    parser.add_argument(
+        "--jit-compile",
+        action=argparse.BooleanOptionalAction,
+        help="compile the training step with XLA, as `fit --jit-compile` (default: Keras' rule, "
+        "on with a GPU)",
+    )
+    parser.add_argument(
         "--only",
         nargs="+",
         choices=FAMILIES,
@@ -136,19 +152,26 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     settings = QUICK if args.quick else FULL
+    if args.batch_size:
+        settings = replace(settings, batch_size=args.batch_size)
     import musicnext_tf  # noqa: F401  (TensorFlow without its start-up chatter)
     from benchmarks import estimate
     from benchmarks.results import table, write_json
 
     started = time.time()
     load_before = os.getloadavg()
-    figures = run_families(settings, args.only)
+    from musicnext_tf.config import resolve
+
+    train = {"precision": args.precision, "jit_compile": args.jit_compile}
+    config = resolve("gtzan", None, {"train": train})
+    figures = run_families(settings, args.only, config)
     context = {
         "command": " ".join(
             ["python -m benchmarks", *(argv if argv is not None else sys.argv[1:])]
         ),
         "mode": "quick" if args.quick else "full",
         "settings": asdict(settings),
+        "train": {"precision": config.train.precision, "jit_compile": config.train.jit_compile},
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         "seconds": round(time.time() - started, 1),
         "load_average": {"before": load_before, "after": os.getloadavg()},
