@@ -584,9 +584,11 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    # TensorFlow's own INFO lines (collective ops and strategy set-up under --strategy) are
-    # chatter, and its logger would print them twice (its handler, then the root logger's)
+    # our INFO lines (what is prepared, resumed, exported); other libraries' INFO lines (absl's
+    # "Sharding callback duration", TensorFlow's collective-ops set-up) are chatter, and
+    # TensorFlow's logger would print them twice (its handler, then the root logger's)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    logging.getLogger("musicnext_tf").setLevel(logging.INFO)
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
     if args.command is None:
         parser.print_help()
