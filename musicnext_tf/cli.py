@@ -491,11 +491,12 @@ def _fit(args) -> int:
         )
         return 0
     best = f" (best epoch {metrics['best_epoch']})" if metrics.get("best_epoch") else ""
+    epochs = metrics["epochs_completed"]
     print(
         f"\n{config.data.name}: {metrics['model']} model{best}: test clip accuracy "
         f"{metrics['test_clip_accuracy']:.4f}, segment accuracy "
         f"{metrics['test_segment_accuracy']:.4f}, loss {metrics['test_loss']:.4f} after "
-        f"{metrics['epochs_completed']} epochs\nrun folder: {run_dir}"
+        f"{epochs} epoch{'s' if epochs != 1 else ''}\nrun folder: {run_dir}"
         + (f"\nSavedModel: {metrics['export']}" if metrics.get("export") else "")
     )
     return 0
