@@ -21,6 +21,7 @@ import numpy as np
 import soundfile
 import soxr
 
+from musicnext_tf import mp3
 from musicnext_tf.config import ConfigError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".au", ".snd", ".aiff", ".aif")
@@ -75,7 +76,10 @@ class Clip:
 
 
 class SoundfileDecoder:
-    """libsndfile through soundfile: seeks, so only the kept frames are decoded."""
+    """libsndfile through soundfile: seeks, so only the kept frames are decoded.
+
+    MP3 files with a variable bitrate and no length header, whose length libsndfile misjudges
+    (see `mp3`), get their length from their frame headers and are decoded whole."""
 
     name = "soundfile"
 
@@ -84,16 +88,32 @@ class SoundfileDecoder:
             info = soundfile.info(str(path))
         except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
             raise AudioError(path, "undecodable", str(error).strip()) from None
-        return AudioInfo(int(info.samplerate), int(info.frames), int(info.channels))
+        frames = int(info.frames)
+        if info.format == "MP3":
+            layout = _misjudged_mp3(str(path), frames, int(info.samplerate))
+            frames = layout.samples if layout else frames
+        return AudioInfo(int(info.samplerate), frames, int(info.channels))
 
     def read(self, path: Path, start: int, stop: int) -> np.ndarray:
         """Frames [start, stop) as float32 [frames, channels] in [-1, 1]."""
         try:
+            info = soundfile.info(str(path))
+            if info.format == "MP3" and _misjudged_mp3(
+                str(path), int(info.frames), int(info.samplerate)
+            ):
+                with mp3.full_stream(path) as stream:
+                    return soundfile.read(stream, dtype="float32", always_2d=True)[0][start:stop]
             return soundfile.read(
                 str(path), start=start, stop=stop, dtype="float32", always_2d=True
             )[0]
         except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
             raise AudioError(path, "undecodable", str(error).strip()) from None
+
+
+@functools.lru_cache(maxsize=64)
+def _misjudged_mp3(path: str, reported_frames: int, sample_rate: int) -> mp3.Layout | None:
+    """`mp3.misjudged`, once per file for `info` and `read`."""
+    return mp3.misjudged(path, reported_frames, sample_rate)
 
 
 class TfioDecoder:
