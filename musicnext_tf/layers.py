@@ -209,6 +209,15 @@ class LayerScale(keras.layers.Layer):
         return config
 
 
+def _replica_position() -> tuple:
+    """(this replica's index, the number of replicas) under a tf.distribute strategy; (0, 1)
+    outside one."""
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return 0, 1
+    return tf.cast(context.replica_id_in_sync_group, tf.int32), context.num_replicas_in_sync
+
+
 @keras.saving.register_keras_serializable(package="musicnext_tf")
 class StochasticDepth(keras.layers.Layer):
     """Drops a whole residual branch per example with probability `rate` during training.
@@ -226,8 +235,15 @@ class StochasticDepth(keras.layers.Layer):
         if not training or self.rate == 0.0:
             return inputs
         keep = 1.0 - self.rate
-        shape = (tf.shape(inputs)[0],) + (1,) * (len(inputs.shape) - 1)
-        noise = keras.random.uniform(shape, dtype=inputs.dtype, seed=self.seed_generator)
+        rows = tf.shape(inputs)[0]
+        replica, replicas = _replica_position()
+        # every replica advances the same (mirrored) generator alike, so each draws the decisions
+        # of all replicas' rows and keeps its own: no two replicas drop the same rows
+        noise = keras.random.uniform(
+            (replicas * rows,), dtype=inputs.dtype, seed=self.seed_generator
+        )
+        noise = noise[replica * rows : (replica + 1) * rows]
+        noise = tf.reshape(noise, [rows] + [1] * (len(inputs.shape) - 1))
         return inputs * tf.floor(keep + noise) / keep
 
     def get_config(self):

@@ -356,3 +356,31 @@ def test_workers_that_find_different_checkpoints_stop_with_a_message(workspace, 
         assert "the workers found different checkpoints in" in text
         assert "(epochs completed per replica: [2, 0])" in text
         assert "resuming needs RUN_DIR on a file system all workers share" in text
+
+
+STOCHASTIC_DEPTH_ON_TWO_REPLICAS = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from musicnext_tf.layers import StochasticDepth
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    layer = StochasticDepth(0.5, seed=3)
+ones = strategy.experimental_distribute_values_from_function(lambda _: tf.ones([64, 2, 2, 1]))
+kept = strategy.run(lambda x: layer(x, training=True)[:, 0, 0, 0], args=(ones,))
+first, second = (t.numpy() for t in strategy.experimental_local_results(kept))
+assert set(first) <= {0.0, 2.0} and set(second) <= {0.0, 2.0}, (first, second)
+assert 16 <= (first > 0).sum() <= 48 and 16 <= (second > 0).sum() <= 48
+assert (first != second).any(), "both replicas dropped the same rows"
+print("ok")
+"""
+
+
+def test_stochastic_depth_draws_other_rows_on_each_replica():
+    result = subprocess.run(
+        [sys.executable, "-c", STOCHASTIC_DEPTH_ON_TWO_REPLICAS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
