@@ -774,8 +774,8 @@ def _document(
         "",
         f"**Paper** ({experiment.paper}): {FINDINGS[experiment.paper]}",
         "",
-        f"**Ours**: `musicnext-tf sweep {experiment.name}`, {len(results)} runs of "
-        f"{config.train.epochs} epochs, seed(s) {', '.join(map(str, seeds))}. Accuracies in % "
+        f"**Ours**: `musicnext-tf sweep {experiment.name}`, {_count(len(results), 'run')} of "
+        f"{_count(config.train.epochs, 'epoch')}, seed(s) {', '.join(map(str, seeds))}. Accuracies in % "
         "on the test split, mean ± standard deviation over seeds where there are several; clip "
         "accuracy averages the probabilities of a clip's segments (the paper does not say "
         "whether it reports clips or segments).",
@@ -807,3 +807,8 @@ def _document(
         f"`tensorboard --logdir {sweep_dir / CELLS}` (HPARAMS tab).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _count(number: int, noun: str) -> str:
+    """`1 epoch`, `2 epochs`."""
+    return f"{number} {noun}{'' if number == 1 else 's'}"
