@@ -97,15 +97,13 @@ class SoundfileDecoder:
     def read(self, path: Path, start: int, stop: int) -> np.ndarray:
         """Frames [start, stop) as float32 [frames, channels] in [-1, 1]."""
         try:
-            info = soundfile.info(str(path))
-            if info.format == "MP3" and _misjudged_mp3(
-                str(path), int(info.frames), int(info.samplerate)
-            ):
-                with mp3.full_stream(path) as stream:
-                    return soundfile.read(stream, dtype="float32", always_2d=True)[0][start:stop]
-            return soundfile.read(
-                str(path), start=start, stop=stop, dtype="float32", always_2d=True
-            )[0]
+            with soundfile.SoundFile(str(path)) as file:
+                if file.format == "MP3" and _misjudged_mp3(str(path), file.frames, file.samplerate):
+                    with mp3.full_stream(path) as stream:
+                        whole = soundfile.read(stream, dtype="float32", always_2d=True)[0]
+                    return whole[start:stop]
+                file.seek(start)
+                return file.read(stop - start, dtype="float32", always_2d=True)
         except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
             raise AudioError(path, "undecodable", str(error).strip()) from None
 
