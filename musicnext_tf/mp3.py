@@ -95,14 +95,25 @@ def _next_frame(data: bytes, offset: int) -> tuple[int, Frame] | None:
         offset += 1
 
 
-def scan(path: str | os.PathLike) -> Layout | None:
-    """Counts the samples of an MP3 file from its frame headers; None if it holds no frames."""
-    data = Path(path).read_bytes()
+def _first_frame(data: bytes) -> tuple[int, Frame, bool] | None:
+    """Offset and header of the first frame after any ID3v2 tag, and whether it holds a length
+    header; None without a frame."""
     found = _next_frame(data, _audio_start(data))
     if found is None:
         return None
-    offset, first = found
-    has_length_header = any(tag in data[offset : offset + first.length] for tag in _LENGTH_HEADERS)
+    offset, frame = found
+    has_length_header = any(tag in data[offset : offset + frame.length] for tag in _LENGTH_HEADERS)
+    return offset, frame, has_length_header
+
+
+def scan(path: str | os.PathLike) -> Layout | None:
+    """Counts the samples of an MP3 file from its frame headers; None if it holds no frames."""
+    data = Path(path).read_bytes()
+    first_frame = _first_frame(data)
+    if first_frame is None:
+        return None
+    offset, first, has_length_header = first_frame
+    found = (offset, first)
     samples = 0
     while found is not None:
         offset, frame = found
@@ -121,15 +132,11 @@ def misjudged(path: str | os.PathLike, reported_frames: int, sample_rate: int) -
     `MISJUDGED_SECONDS` (a variable bitrate without a length header); None when it is right."""
     with Path(path).open("rb") as file:
         head = file.read(64 * 1024)
-    start = _audio_start(head)
-    if start + 4 > len(head):  # a large ID3v2 tag (cover art): read the file
+    if _audio_start(head) + 4 > len(head):  # a large ID3v2 tag (cover art): read the file
         head = Path(path).read_bytes()
-    found = _next_frame(head, start)
-    if found is None:
-        return None
-    offset, first = found
-    if any(tag in head[offset : offset + first.length] for tag in _LENGTH_HEADERS):
-        return None  # the length header is what libsndfile reads
+    first_frame = _first_frame(head)
+    if first_frame is None or first_frame[2]:
+        return None  # no frames, or a length header, which is what libsndfile reads
     layout = scan(path)
     if layout is None or abs(layout.samples - reported_frames) <= MISJUDGED_SECONDS * sample_rate:
         return None
