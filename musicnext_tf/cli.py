@@ -9,7 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from musicnext_tf.config import ARCHITECTURES, PRECISIONS, STRATEGIES
+from musicnext_tf.config import ARCHITECTURES, PRECISIONS, STRATEGIES, parse_stacking_ratio
 
 DEFAULT_EXPORT_BASE = "saved_models"  # as musicnext_tf.export.DEFAULT_BASE, without importing TF
 
@@ -33,6 +33,17 @@ def _add_strict_and_quiet(parser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_dataset_options(parser) -> None:
+    """--data, --data-dir and --config: which dataset, where, and the user's settings file."""
+    parser.add_argument(
+        "--data", help="dataset: demo, folder or a preset name (see `musicnext-tf presets`)"
+    )
+    parser.add_argument(
+        "--data-dir", help="the dataset's root folder (default: [data] data_dir or $MUSICNEXT_DATA)"
+    )
+    parser.add_argument("--config", help="a TOML file whose tables override the dataset's preset")
+
+
 def _add_fit_parser(commands) -> None:
     fit = commands.add_parser(
         "fit",
@@ -48,13 +59,7 @@ def _add_fit_parser(commands) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    fit.add_argument(
-        "--data", help="dataset: demo, folder or a preset name (see `musicnext-tf presets`)"
-    )
-    fit.add_argument(
-        "--data-dir", help="the dataset's root folder (default: [data] data_dir or $MUSICNEXT_DATA)"
-    )
-    fit.add_argument("--config", help="a TOML file whose tables override the dataset's preset")
+    _add_dataset_options(fit)
     fit.add_argument("--run-dir", help="output folder (default: runs/<data>-<date>-<time>)")
     fit.add_argument(
         "--resume",
@@ -234,11 +239,9 @@ def _add_predict_parser(commands) -> None:
 
 
 def _stacking_ratio(text: str) -> list[int]:
-    """`3:3:9:3` -> [3, 3, 9, 3]; argparse reports a ValueError as an invalid value."""
-    depths = [int(part) for part in text.split(":")]
-    if any(depth < 1 for depth in depths):
-        raise ValueError(text)
-    return depths
+    """`3:3:9:3` -> [3, 3, 9, 3]; argparse reports the ConfigError (a ValueError) as an invalid
+    value."""
+    return parse_stacking_ratio(text)
 
 
 def _add_prepare_parser(commands) -> None:
@@ -254,13 +257,7 @@ def _add_prepare_parser(commands) -> None:
             "reason in report.json in the cache folder."
         ),
     )
-    prepare.add_argument(
-        "--data", help="dataset: folder or a preset name (see `musicnext-tf presets`)"
-    )
-    prepare.add_argument(
-        "--data-dir", help="the dataset's folder (default: [data] data_dir or $MUSICNEXT_DATA)"
-    )
-    prepare.add_argument("--config", help="a TOML file whose tables override the dataset's preset")
+    _add_dataset_options(prepare)
     prepare.add_argument(
         "--workers",
         type=_positive_int,
@@ -302,13 +299,7 @@ def _add_sweep_parser(commands) -> None:
     sweep.add_argument(
         "experiment", metavar="EXPERIMENT", choices=list(EXPERIMENTS), help="see the list below"
     )
-    sweep.add_argument(
-        "--data", help="dataset: demo, folder or a preset name (see `musicnext-tf presets`)"
-    )
-    sweep.add_argument(
-        "--data-dir", help="the dataset's root folder (default: [data] data_dir or $MUSICNEXT_DATA)"
-    )
-    sweep.add_argument("--config", help="a TOML file whose tables override the dataset's preset")
+    _add_dataset_options(sweep)
     sweep.add_argument(
         "--sweep-dir",
         metavar="DIR",

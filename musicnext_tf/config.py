@@ -212,6 +212,19 @@ def _build_section(section_cls: type, values: dict[str, Any], where: str) -> Any
     return section_cls(**values)
 
 
+def parse_stacking_ratio(text: str) -> list[int]:
+    """`3:3:9:3` -> [3, 3, 9, 3]: blocks per stage, each at least 1."""
+    try:
+        depths = [int(part) for part in text.split(":")]
+    except ValueError:
+        depths = []
+    if not depths or min(depths) < 1:
+        raise ConfigError(
+            f"stacking ratio {text!r} is not a list of block counts >= 1 like 3:3:9:3"
+        )
+    return depths
+
+
 def preset_names() -> list[str]:
     """Names of the pipeline presets shipped with the package (`pipelines/*.toml`)."""
     files = resources.files("musicnext_tf.pipelines")

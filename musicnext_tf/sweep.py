@@ -36,7 +36,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from musicnext_tf.config import ARCHITECTURES, ConfigError, ExperimentConfig, merge, resolve
+from musicnext_tf.config import (
+    ARCHITECTURES,
+    ConfigError,
+    ExperimentConfig,
+    merge,
+    parse_stacking_ratio,
+    resolve,
+)
 from musicnext_tf.files import atomic_write
 from musicnext_tf.paper_results import FINDINGS, NOT_REPORTED, paper_accuracy
 
@@ -104,17 +111,11 @@ def _margin(value: str) -> int:
     return margin
 
 
-def parse_depths(value: str) -> list[int]:
-    """`3:3:9:3` -> [3, 3, 9, 3]."""
+def _depths(value: str) -> list[int]:
     try:
-        depths = [int(part) for part in value.split(":")]
-    except ValueError:
-        depths = []
-    if not depths or min(depths) < 1:
-        raise ConfigError(
-            f"--values: stacking ratio {value!r} is not a list of block counts >= 1 like 3:3:9:3"
-        )
-    return depths
+        return parse_stacking_ratio(value)
+    except ConfigError as error:
+        raise ConfigError(f"--values: {error}") from None
 
 
 def _model_token(value: str) -> tuple[str, str]:
@@ -138,7 +139,7 @@ def _stacking_variants(values: Sequence[str]) -> list[Variant]:
         Variant(
             value,
             model_label("musicnext", head),
-            {"architecture": "musicnext", "head": head, "depths": parse_depths(value)},
+            {"architecture": "musicnext", "head": head, "depths": _depths(value)},
         )
         for value in values
         for head in HEADS
