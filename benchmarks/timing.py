@@ -13,14 +13,7 @@ from collections.abc import Callable
 
 def best_time(run: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     """Shortest wall time in seconds of `repeats` calls of `run`, after `warmup` untimed calls."""
-    for _ in range(warmup):
-        run()
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - start)
-    return best
+    return best_times({"run": run}, repeats, warmup)["run"]
 
 
 def best_times(runs: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict:
