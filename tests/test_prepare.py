@@ -248,7 +248,13 @@ if __name__ == "__main__":
 
 
 def _entries(cache: Path) -> dict[Path, int]:
-    return {p: p.stat().st_mtime_ns for p in cache.glob("features/*/entries/*.json")}
+    """The finished cache entries and their modification times; a write in progress lives in a
+    `.tmp-*` file, which is not an entry."""
+    return {
+        p: p.stat().st_mtime_ns
+        for p in cache.glob("features/*/entries/*.json")
+        if not p.name.startswith(".")
+    }
 
 
 def test_prepare_killed_half_way_resumes_without_recomputing(tmp_path):
