@@ -24,14 +24,8 @@ _CHATTER = re.compile(
 
 def import_tensorflow():
     """Imports and returns `tensorflow`, dropping its known start-up lines from stderr."""
-    if "tensorflow" in sys.modules or os.environ.get("MUSICNEXT_TF_STARTUP_LOGS") == "1":
-        import tensorflow
-
-        return tensorflow
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError, AttributeError):  # no usable stderr: nothing to keep clean
+    saved = _stderr_to_restore()
+    if saved is None:
         import tensorflow
 
         return tensorflow
@@ -51,3 +45,16 @@ def import_tensorflow():
             if kept:
                 print("\n".join(kept), file=sys.stderr, flush=True)
     return tensorflow
+
+
+def _stderr_to_restore() -> int | None:
+    """A copy of file descriptor 2, to put back after the filtered import; None when there is
+    nothing to filter: TensorFlow is already imported, MUSICNEXT_TF_STARTUP_LOGS=1 asks for every
+    line, or there is no usable stderr."""
+    if "tensorflow" in sys.modules or os.environ.get("MUSICNEXT_TF_STARTUP_LOGS") == "1":
+        return None
+    try:
+        sys.stderr.flush()
+        return os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        return None
