@@ -266,9 +266,8 @@ def fit(
             f"{run_dir}`, or choose another --run-dir"
         )
     _check_config(config)
-    index = datasets.load_index(
-        config, progress
-    )  # a wrong data folder fails before anything is written
+    # a wrong data folder fails here, before anything is written
+    index = datasets.load_index(config, progress)
     if role.is_chief:
         run_dir.mkdir(parents=True, exist_ok=True)
     with _writer_lock(run_dir, role):
