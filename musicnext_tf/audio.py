@@ -1,7 +1,7 @@
 """Audio decoding, mixing to mono, resampling and the clip rule.
 
-Decoding uses soundfile (libsndfile: wav, flac, ogg/vorbis, mp3, au, aiff) by default, or
-tensorflow-io (`[audio] decoder = "tfio"`, an optional extra); resampling uses soxr's high-quality
+Decoding uses soundfile (libsndfile: wav, flac, ogg/vorbis/opus, mp3, au, aiff, caf) by default,
+or tensorflow-io (`[audio] decoder = "tfio"`, an optional extra); resampling uses soxr's high-quality
 mode, as librosa's default does. The clip rule is applied before resampling, and only the frames
 it keeps are decoded, so a full-length song costs the 30 s it contributes.
 
@@ -24,7 +24,16 @@ import soxr
 from musicnext_tf import mp3
 from musicnext_tf.config import ConfigError
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".au", ".snd", ".aiff", ".aif")
+# what libsndfile decodes (Ogg holds Vorbis or Opus; .mp2 is MPEG layer II)
+AUDIO_EXTENSIONS = (
+    *(".wav", ".wave", ".w64", ".rf64", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".mp2"),
+    *(".au", ".snd", ".aiff", ".aif", ".aifc", ".caf"),
+)
+# audio that it cannot decode: reported as "unsupported_format", never silently left out
+UNSUPPORTED_EXTENSIONS = (
+    *(".m4a", ".m4b", ".mp4", ".aac", ".alac", ".wma", ".asf", ".ape", ".mpc", ".wv", ".tta"),
+    *(".mka", ".webm", ".ac3", ".dts", ".amr", ".ra", ".rm", ".dsf", ".dff"),
+)
 CLIP_RULES = ("head", "paper", "full")
 DECODERS = ("soundfile", "tfio")
 # A clip whose peak stays below -80 dBFS (about 3 steps of 16-bit audio) holds no music: digital
@@ -78,8 +87,8 @@ class Clip:
 class SoundfileDecoder:
     """libsndfile through soundfile: seeks, so only the kept frames are decoded.
 
-    MP3 files with a variable bitrate and no length header, whose length libsndfile misjudges
-    (see `mp3`), get their length from their frame headers and are decoded whole."""
+    MP3 files without a length header whose length libsndfile gets wrong, even by one frame
+    (see `mp3`), get their length from their frame headers and are decoded from a `full_stream`."""
 
     name = "soundfile"
 
@@ -87,10 +96,10 @@ class SoundfileDecoder:
         try:
             info = soundfile.info(str(path))
         except (soundfile.LibsndfileError, RuntimeError, TypeError) as error:
-            raise AudioError(path, "undecodable", str(error).strip()) from None
+            raise _open_error(path, error) from None
         frames = int(info.frames)
         if info.format == "MP3":
-            layout = _misjudged_mp3(str(path), frames, int(info.samplerate))
+            layout = _misjudged_mp3(path, frames)
             frames = layout.samples if layout else frames
         return AudioInfo(int(info.samplerate), frames, int(info.channels))
 
@@ -98,20 +107,107 @@ class SoundfileDecoder:
         """Frames [start, stop) as float32 [frames, channels] in [-1, 1]."""
         try:
             with soundfile.SoundFile(str(path)) as file:
-                if file.format == "MP3" and _misjudged_mp3(str(path), file.frames, file.samplerate):
-                    with mp3.full_stream(path) as stream:
-                        whole = soundfile.read(stream, dtype="float32", always_2d=True)[0]
-                    return whole[start:stop]
+                if file.format == "MP3" and _misjudged_mp3(path, file.frames):
+                    with mp3.full_stream(path) as stream, soundfile.SoundFile(stream) as whole:
+                        whole.seek(start)
+                        return whole.read(stop - start, dtype="float32", always_2d=True)
                 file.seek(start)
                 return file.read(stop - start, dtype="float32", always_2d=True)
         except (soundfile.LibsndfileError, RuntimeError, ValueError) as error:
-            raise AudioError(path, "undecodable", str(error).strip()) from None
+            detail = f"decoding frames {start}-{stop} failed: {_libsndfile_message(error)}"
+            raise AudioError(path, "undecodable", detail) from None
+
+
+def _misjudged_mp3(path: Path, reported_frames: int) -> mp3.Layout | None:
+    """The frame scan of an MP3 without a length header when libsndfile's length differs from
+    it at all (for such files, the scan's count is what mpg123 decodes); None otherwise."""
+    layout = _headerless_mp3(path)
+    return layout if layout is not None and layout.samples != reported_frames else None
+
+
+def _headerless_mp3(path: Path) -> mp3.Layout | None:
+    """`mp3.headerless`, scanned once per version of the file for `info`, `read` and `probe`."""
+    stat = path.stat()
+    return _headerless_mp3_cached(str(path), stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=64)
-def _misjudged_mp3(path: str, reported_frames: int, sample_rate: int) -> mp3.Layout | None:
-    """`mp3.misjudged`, once per file for `info` and `read`."""
-    return mp3.misjudged(path, reported_frames, sample_rate)
+def _headerless_mp3_cached(path: str, size: int, mtime_ns: int) -> mp3.Layout | None:
+    return mp3.headerless(path)
+
+
+# leading bytes of the containers libsndfile reads ("ID3": see `_file_kind`)
+_SIGNATURES = (
+    *((b"RIFF", "WAV"), (b"RIFX", "WAV"), (b"RF64", "RF64"), (b"BW64", "WAV"), (b"riff", "W64")),
+    *((b"FORM", "AIFF"), (b".snd", "AU"), (b"dns.", "AU"), (b"caff", "CAF")),
+    *((b"fLaC", "FLAC"), (b"OggS", "Ogg")),
+)
+# and of audio it cannot decode
+_UNSUPPORTED_SIGNATURES = (
+    *((b"\x30\x26\xb2\x75", "WMA"), (b"MAC ", "Monkey's Audio"), (b"MPCK", "Musepack")),
+    *((b"MP+", "Musepack"), (b"wvpk", "WavPack"), (b"TTA1", "TTA"), (b"ADIF", "AAC")),
+    *((b"\x1a\x45\xdf\xa3", "Matroska/WebM"), (b".RMF", "RealAudio"), (b"#!AMR", "AMR")),
+    *((b"DSD ", "DSD"), (b"FRM8", "DSDIFF"), (b"\x0b\x77", "AC-3")),
+)
+_CONVERT = "convert it to .flac, .ogg or .wav (e.g. ffmpeg -i song.m4a song.flac)"
+
+
+def unsupported_format(path: str | os.PathLike) -> str:
+    """The detail for a file whose extension names audio that libsndfile cannot decode."""
+    return f"{Path(path).suffix.lower()} files cannot be decoded here; {_CONVERT}"
+
+
+def _sniff(head: bytes) -> tuple[str, bool] | None:
+    """The audio format that leading bytes announce, and whether libsndfile decodes it."""
+    for signatures, decodable in ((_SIGNATURES, True), (_UNSUPPORTED_SIGNATURES, False)):
+        for signature, kind in signatures:
+            if head.startswith(signature):
+                return kind, decodable
+    if head[4:8] == b"ftyp":
+        return "MP4/M4A", False
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:  # MPEG frame sync
+        return ("AAC", False) if head[1] & 0x06 == 0 else ("MP3", True)  # layer 0: ADTS AAC
+    return None
+
+
+def _file_kind(path: Path) -> tuple[bytes, tuple[str, bool] | None]:
+    """The first 64 bytes of a file, and `_sniff` of them (of what follows an ID3v2 tag)."""
+    with path.open("rb") as file:
+        head = file.read(64)
+        if not head.startswith(b"ID3"):
+            return head, _sniff(head)
+        file.seek(mp3.audio_start(head))
+        return head, _sniff(file.read(16)) or ("MP3", True)
+
+
+def _open_error(path: Path, error: Exception) -> AudioError:
+    """Why libsndfile cannot open a file, from what the file starts with."""
+    head, kind = _file_kind(path)
+    if kind is not None and kind[1]:
+        detail = f"libsndfile cannot decode this {kind[0]} file: {_libsndfile_message(error)}"
+        return AudioError(path, "undecodable", detail)
+    if kind is not None:
+        return AudioError(path, "unsupported_format", f"it holds {kind[0]} audio; {_CONVERT}")
+    # (the 64 bytes may end inside a character)
+    text = head.decode("utf-8", "replace").rstrip("\ufffd").lstrip("\ufeff")
+    if text.strip() and "\ufffd" not in text and all(c.isprintable() or c.isspace() for c in text):
+        snippet = " ".join(text.split())[:20]
+        return AudioError(
+            path, "undecodable", f"not an audio file: it starts with text ({snippet!r})"
+        )
+    if path.suffix.lower() in UNSUPPORTED_EXTENSIONS:
+        return AudioError(path, "unsupported_format", unsupported_format(path))
+    detail = f"not an audio file: unknown content (first bytes {head[:8].hex(' ')})"
+    return AudioError(path, "undecodable", detail)
+
+
+def _libsndfile_message(error: Exception) -> str:
+    """libsndfile's words without soundfile's "Error opening <path>:", and never its "File does
+    not exist", which it says of an existing file that it cannot parse (an MP3 without frames)."""
+    message = (getattr(error, "error_string", None) or str(error)).strip()
+    if not message or "does not exist" in message:
+        return "it recognises no audio data in it"
+    return message
 
 
 class TfioDecoder:
@@ -182,7 +278,8 @@ def get_decoder(name: str = "soundfile") -> SoundfileDecoder | TfioDecoder:
 
 
 def probe(path: str | os.PathLike, decoder: str = "soundfile") -> AudioInfo:
-    """Reads the header of an audio file; raises AudioError if it is not readable audio."""
+    """Reads the header of an audio file; raises AudioError if it is not readable audio, or if
+    the file is cut short."""
     path = Path(path)
     if not path.is_file():
         raise AudioError(path, "missing", "no such file")
@@ -199,7 +296,99 @@ def probe(path: str | os.PathLike, decoder: str = "soundfile") -> AudioInfo:
         raise AudioError(
             path, "truncated", f"header declares {declared} data bytes, file holds {present}"
         )
+    cut = _cut_short(path)
+    if cut is not None:
+        raise AudioError(path, "truncated", cut)
     return info
+
+
+def _cut_short(path: Path) -> str | None:
+    """Why an Ogg, FLAC or MP3 file looks cut short, or None. libsndfile takes an Ogg file's
+    length from its last whole page, decodes a cut FLAC file up to the cut and drops a partial
+    MP3 frame, so a cut-off download would otherwise pass as a short song."""
+    kind = _file_kind(path)[1]
+    if kind == ("Ogg", True):
+        return _ogg_cut(path)
+    if kind == ("FLAC", True):
+        return _flac_cut(path)
+    if kind == ("MP3", True):
+        layout = _headerless_mp3(path)  # files with a length header: decode_clip counts frames
+        if layout is not None and layout.cut is not None:
+            needed, held = layout.cut
+            return f"its last MPEG frame needs {needed} bytes, the file holds {held} of them"
+    return None
+
+
+_OGG_PAGE_MAX = 27 + 255 + 255 * 255  # header, segment table, body
+_OGG_END_OF_STREAM = 0x04
+
+
+def _ogg_cut(path: Path) -> str | None:
+    """Whether an Ogg stream (Vorbis, Opus) ends in a partial page or in a page without the
+    end-of-stream flag; only the last two pages' worth of bytes are read."""
+    size = path.stat().st_size
+    base = max(0, size - 2 * _OGG_PAGE_MAX)
+    with path.open("rb") as file:
+        file.seek(base)
+        tail = file.read()
+    pages = {}  # offset in `tail` -> (its end, its header_type) for what looks like a page header
+    at = len(tail)
+    while (at := tail.rfind(b"OggS", 0, at)) >= 0:
+        page = _ogg_page(tail, at)
+        if page is not None:
+            pages[at] = page
+    page_ends = {end for end, _ in pages.values()}
+    for at in sorted(pages, reverse=True):  # "OggS" in a packet: no page ends where it starts
+        end, header_type = pages[at]
+        if end == len(tail):
+            if header_type & _OGG_END_OF_STREAM:
+                return None
+            return f"the Ogg stream has no end-of-stream page: it stops after {size} bytes"
+        if end > len(tail) and (at in page_ends or base + at == 0):
+            return f"its last Ogg page needs {end - at} bytes, the file holds {len(tail) - at}"
+    return None  # no page ends the file (a tag after it, say): cannot tell
+
+
+def _ogg_page(data: bytes, at: int) -> tuple[int, int] | None:
+    """(end, header_type) of the Ogg page whose capture pattern is at `at`, or None if the bytes
+    there are no page header (version 0, known flags); the end is beyond the data when the page
+    is cut, in its header or segment table included."""
+    header = data[at : at + 27]
+    if len(header) < 27:
+        return (at + 27, 0) if header[4:5] in (b"", b"\0") else None
+    if header[4] != 0 or header[5] & ~0x07:
+        return None
+    table = data[at + 27 : at + 27 + header[26]]
+    return at + 27 + header[26] + (sum(table) if len(table) == header[26] else 0), header[5]
+
+
+def _flac_cut(path: Path) -> str | None:
+    """Whether a FLAC file holds the last frame its STREAMINFO declares: libFLAC seeks there in a
+    few reads, and fails on a file that ends earlier."""
+    try:
+        with soundfile.SoundFile(str(path)) as file:
+            declared, rate = file.frames, file.samplerate
+            if not 0 < declared < 2**63 - 1:
+                return None  # STREAMINFO leaves the length open (libsndfile: 0 or the most)
+            try:
+                file.seek(declared - 1)
+                if len(file.read(1)) == 1:
+                    return None
+            except (soundfile.LibsndfileError, RuntimeError):
+                pass
+    except (soundfile.LibsndfileError, RuntimeError):
+        return None  # not readable: the decoder says why
+    decoded = 0
+    with soundfile.SoundFile(str(path)) as file:
+        try:
+            for block in file.blocks(4096, dtype="int16"):
+                decoded += len(block)
+        except (soundfile.LibsndfileError, RuntimeError):
+            pass
+    return (
+        f"STREAMINFO declares {declared} frames ({declared / rate:.2f} s), the data ends after "
+        f"about {decoded} ({decoded / rate:.2f} s)"
+    )
 
 
 def _declared_and_present_data_bytes(path: Path) -> tuple[int | None, int]:
@@ -290,8 +479,8 @@ def decode_clip(
     """Decodes the part of a recording the clip rule keeps, as mono float32 at `sample_rate`.
 
     Raises:
-        AudioError with reason "missing", "empty", "undecodable", "truncated", "too_short",
-        "silent" or "not_finite".
+        AudioError with reason "missing", "empty", "undecodable", "unsupported_format",
+        "truncated", "too_short", "silent" or "not_finite".
         ConfigError for an unknown or unusable `decoder`.
     """
     info = probe(path, decoder)

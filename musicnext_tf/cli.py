@@ -9,7 +9,14 @@ import textwrap
 import time
 from pathlib import Path
 
-from musicnext_tf.config import ARCHITECTURES, PRECISIONS, STRATEGIES, parse_stacking_ratio
+from musicnext_tf.audio import CLIP_RULES
+from musicnext_tf.config import (
+    ARCHITECTURES,
+    MODEL_SIZES,
+    PRECISIONS,
+    STRATEGIES,
+    parse_stacking_ratio,
+)
 
 DEFAULT_EXPORT_BASE = "saved_models"  # as musicnext_tf.export.DEFAULT_BASE, without importing TF
 
@@ -82,6 +89,34 @@ def _add_fit_parser(commands) -> None:
         type=_stacking_ratio,
         metavar="N:N:...",
         help="blocks per stage, the stacking ratio (e.g. 3:3:9:3; one entry per stage width)",
+    )
+    fit.add_argument(
+        "--size",
+        choices=list(MODEL_SIZES),
+        help="network size when --depths is not given: standard (the paper's), small or tiny "
+        "(for a few hundred recordings or fewer)",
+    )
+    fit.add_argument(
+        "--clip-rule",
+        choices=list(CLIP_RULES),
+        help="which part of each recording: head (the first 30 s), paper (the ISMIR2004 rule) "
+        "or full (the whole recording)",
+    )
+    fit.add_argument(
+        "--crops-per-recording",
+        type=int,
+        metavar="N",
+        help="draw N random 256-frame crops of every training recording each epoch (0: every "
+        "segment of each clip, the paper's fixed grid)",
+    )
+    fit.add_argument(
+        "--test-fraction", type=float, help="share of the recordings in the test split"
+    )
+    fit.add_argument(
+        "--validation-fraction",
+        type=float,
+        help="share of the recordings in the validation split, which picks the best epoch "
+        "(0: none, the last epoch's model is reported)",
     )
     fit.add_argument(
         "--seed",
@@ -350,6 +385,58 @@ def _sweep(args) -> int:
     return 0
 
 
+def _add_baseline_parser(commands) -> None:
+    baseline = commands.add_parser(
+        "baseline",
+        help="score the classical baseline on a run's exact split",
+        description=(
+            "Train the classical baseline (mean and standard deviation of 20 MFCCs, their "
+            "deltas, spectral contrast, centroid, flatness and energy of each recording, from the "
+            "run's own log-mel features; standardised logistic regression) on the run's training "
+            "split and score it on its test split. Writes RUN_DIR/evaluation/baseline-<data>-"
+            "test.json and .md and prints it beside the run's test clip accuracy. `fit` and "
+            "`evaluate` include the same figures in their reports."
+        ),
+    )
+    baseline.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `fit`")
+    baseline.add_argument("--data-dir", help="the dataset's root folder (default: the run's)")
+    _add_strict_and_quiet(baseline)
+
+
+def _baseline(args) -> int:
+    import json
+
+    from musicnext_tf import datasets
+    from musicnext_tf.classical import markdown_section
+    from musicnext_tf.config import load_run_config
+    from musicnext_tf.evaluate import EVALUATION_DIR, evaluation_config, run_baseline
+    from musicnext_tf.files import atomic_write, write_json
+    from musicnext_tf.prepare import prepare
+
+    run_dir = Path(args.run_dir)
+    config = evaluation_config(load_run_config(run_dir), None, _absolute(args.data_dir))
+    progress = not args.quiet
+    index = datasets.load_index(config, progress)
+    result = run_baseline(prepare(index, config, progress=progress, strict=args.strict))
+    if result is None:
+        return 2
+    stem = run_dir / EVALUATION_DIR / f"baseline-{config.data.name}-test"
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    write_json(stem.with_suffix(".json"), result)
+    atomic_write(stem.with_suffix(".md"), markdown_section(result).encode("utf-8"))
+    print(
+        f"classical baseline on {run_dir}'s test split: clip accuracy "
+        f"{result['clip_accuracy']:.4f}, macro F1 {result['macro_f1']:.4f} "
+        f"({result['test_clips']} clips, trained on {result['train_clips']})"
+    )
+    metrics = run_dir / "metrics.json"
+    if metrics.exists():
+        model = json.loads(metrics.read_text())
+        print(f"the run's model: clip accuracy {model['test_clip_accuracy']:.4f}")
+    print(f"report: {stem.with_suffix('.json')}, {stem.with_suffix('.md')}")
+    return 0
+
+
 def _add_presets_parser(commands) -> None:
     commands.add_parser("presets", help="list the dataset presets shipped with the package")
 
@@ -387,12 +474,16 @@ def _fit_overrides(args) -> dict[str, dict]:
         "data": {
             "data_dir": _absolute(args.data_dir),
             "split_seed": args.split_seed if args.split_seed is not None else args.seed,
+            "test_fraction": args.test_fraction,
+            "validation_fraction": args.validation_fraction,
         },
+        "audio": {"clip_rule": args.clip_rule},
         "train": {
             "epochs": args.epochs,
             "batch_size": args.batch_size,
             "learning_rate": args.learning_rate,
             "seed": args.seed,
+            "crops_per_recording": args.crops_per_recording,
             "precision": args.precision,
             "jit_compile": args.jit_compile,
             # where the run trains, which a resume may change (not a conflict)
@@ -404,6 +495,7 @@ def _fit_overrides(args) -> dict[str, dict]:
             "head": args.head,
             "architecture": args.model,
             "depths": args.depths,
+            "size": args.size,
         },
     }
 
@@ -569,6 +661,7 @@ COMMANDS = {
     "export": (_add_export_parser, _export),
     "prepare": (_add_prepare_parser, _prepare),
     "sweep": (_add_sweep_parser, _sweep),
+    "baseline": (_add_baseline_parser, _baseline),
     "presets": (_add_presets_parser, _presets),
 }
 

@@ -40,7 +40,9 @@ class AudioConfig:
     """Decoding, resampling and the clip rule that picks the excerpt of each recording."""
 
     sample_rate: int = 22050
-    clip_rule: str = "head"  # "head": first clip_seconds; "paper": the ISMIR2004 rule; "full"
+    # "head": the first clip_seconds; "paper": the ISMIR2004 rule; "full": the whole recording,
+    # every segment of it (segments_per_clip does not apply)
+    clip_rule: str = "head"
     clip_seconds: float = 30.0
     min_seconds: float = 3.0  # shorter recordings are skipped (the "paper" rule needs clip_seconds)
     decoder: str = "soundfile"  # or "tfio" (tensorflow-io, the `tfio` extra)
@@ -59,7 +61,7 @@ class FeatureConfig:
     log_floor: float = 1e-10
     fft_dtype: str = "float64"  # "float32" is faster but has a ~135 dB round-off floor
     segment_frames: int = 256
-    segments_per_clip: int = 10
+    segments_per_clip: int = 10  # kept per clip by the "head" and "paper" rules (10 for 30 s)
 
 
 # Each architecture's standard stacking ratio (blocks per stage) and stage widths, used when
@@ -71,6 +73,21 @@ STANDARD_SIZES = {
     "resnet": ([3, 4, 6, 3], [64, 128, 256, 512]),
 }
 ARCHITECTURES = tuple(STANDARD_SIZES)
+# `[model] size`: smaller stacks of the same blocks for small datasets (a few hundred recordings or
+# fewer), where the standard 28 M parameters overfit; explicit depths/widths take precedence.
+MODEL_SIZES = {
+    "standard": STANDARD_SIZES,
+    "small": {
+        "musicnext": ([2, 2, 6, 2], [48, 96, 192, 384]),
+        "convnext": ([2, 2, 6, 2], [48, 96, 192, 384]),
+        "resnet": ([2, 2, 2, 2], [32, 64, 128, 256]),
+    },
+    "tiny": {
+        "musicnext": ([1, 1, 3, 1], [32, 64, 128, 256]),
+        "convnext": ([1, 1, 3, 1], [32, 64, 128, 256]),
+        "resnet": ([1, 1, 1, 1], [16, 32, 64, 128]),
+    },
+}
 # The initial LayerScale value an architecture uses when [model] layer_scale is not set: ConvNeXt's
 # blocks have one (0 turns it off), MusicNeXt's and ResNet's none.
 STANDARD_LAYER_SCALE = {"convnext": 1e-6}
@@ -87,6 +104,7 @@ class ModelConfig:
     """
 
     architecture: str = "musicnext"  # "musicnext", "convnext" (ConvNeXt-T) or "resnet" (ResNet-50)
+    size: str = "standard"  # "standard" (the paper's), "small" or "tiny": see MODEL_SIZES
     depths: list[int] | None = None  # blocks per stage, the stacking ratio
     widths: list[int] | None = None  # channels per stage
     stem_kernel: int = 4
@@ -110,7 +128,11 @@ class ModelConfig:
                 f"[model] architecture {self.architecture!r} is unknown; "
                 f"choose one of {list(ARCHITECTURES)}"
             )
-        depths, widths = STANDARD_SIZES[self.architecture]
+        if self.size not in MODEL_SIZES:
+            raise ConfigError(
+                f"[model] size {self.size!r} is unknown; choose one of {list(MODEL_SIZES)}"
+            )
+        depths, widths = MODEL_SIZES[self.size][self.architecture]
         self.depths = list(depths if self.depths is None else self.depths)
         self.widths = list(widths if self.widths is None else self.widths)
         if self.layer_scale is None:
@@ -123,6 +145,9 @@ class ModelConfig:
 
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+# `[train] schedule`: "constant" (the paper's Adam at a fixed rate), or a linear warm-up over
+# `warmup_epochs` followed by a cosine decay to 0 at the last epoch
+SCHEDULES = ("constant", "cosine")
 # `[train] strategy`: how training is spread over devices and hosts (see `musicnext_tf.distributed`)
 STRATEGIES = ("default", "mirrored", "multi-worker")
 
@@ -135,7 +160,21 @@ class TrainConfig:
     batch_size: int = 50
     learning_rate: float = 1e-3
     seed: int = 0
-    flip_probability: float = 0.5
+    schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    # decoupled weight decay (AdamW, Loshchilov & Hutter 2019); 0: plain Adam as in the paper
+    weight_decay: float = 0.0
+    # 0: each epoch trains on every clip's fixed grid of segments (the paper). N > 0: each epoch
+    # draws N fresh 256-frame crops at random positions of every training recording (seeded by
+    # seed and epoch), so whole songs are used and each epoch sees other excerpts
+    crops_per_recording: int = 0
+    # augmentation of training segments, each seeded by (seed, epoch, position):
+    flip_probability: float = 0.5  # the paper's time flip
+    gain_db: float = 0.0  # a random level change in [-gain_db, gain_db] dB per segment
+    time_masks: int = 0  # SpecAugment: masked bands of up to time_mask_frames frames
+    time_mask_frames: int = 32
+    freq_masks: int = 0  # SpecAugment: masked bands of up to freq_mask_bins mel bins
+    freq_mask_bins: int = 16
     shuffle_buffer: int = 2000  # segments shuffled together (about 260 MB at 256 x 128)
     # the validation metric that picks the best epoch: "val_clip_accuracy" (accuracy ties go to the
     # lower validation loss), "val_segment_accuracy" or "val_loss"
@@ -162,6 +201,18 @@ class TrainConfig:
             raise ConfigError(
                 f'[train] jit_compile = {self.jit_compile!r}: use true, false or "auto"'
             )
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(
+                f"[train] schedule = {self.schedule!r} is not one of {list(SCHEDULES)}"
+            )
+        negative = [
+            name
+            for name in ("warmup_epochs", "weight_decay", "crops_per_recording", "gain_db")
+            + ("time_masks", "time_mask_frames", "freq_masks", "freq_mask_bins")
+            if getattr(self, name) < 0
+        ]
+        if negative:
+            raise ConfigError(f"[train] {', '.join(negative)} must not be negative")
         if self.strategy not in STRATEGIES:
             raise ConfigError(
                 f"[train] strategy = {self.strategy!r} is not one of {list(STRATEGIES)}"

@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from musicnext_tf.config import STRATEGIES, ConfigError
+from musicnext_tf.model import objective_logits
 from musicnext_tf.run_folder import latest_checkpoint
 
 TF_CONFIG = "TF_CONFIG"
@@ -323,7 +324,8 @@ def _distributed_train_step(trainer: keras.Model, strategy: tf.distribute.Strate
         the weighted per-example losses."""
         with tf.GradientTape() as tape:
             y_pred = trainer(x, training=True)
-            per_example = tf.cast(trainer.loss.call(y, y_pred), tf.float32) * weights
+            per_example = tf.cast(trainer.loss.call(y, objective_logits(y_pred)), tf.float32)
+            per_example *= weights
             loss = tf.reduce_sum(per_example) / batch_rows
             if trainer.losses:  # regularisation, counted once over all replicas
                 loss += tf.add_n(trainer.losses) / strategy.num_replicas_in_sync
@@ -347,7 +349,11 @@ def _distributed_train_step(trainer: keras.Model, strategy: tf.distribute.Strate
             tf.math.divide_no_nan(tf.reduce_sum(per_example), rows), sample_weight=rows
         )
         kept = weights > 0  # the compiled metrics are unweighted: leave the padding out
-        trainer.compute_metrics(x, tf.boolean_mask(y, kept), tf.boolean_mask(y_pred, kept))
+        trainer.compute_metrics(
+            x,
+            tf.boolean_mask(y, kept),
+            tf.nest.map_structure(lambda t: tf.boolean_mask(t, kept), y_pred),
+        )
 
     @tf.function
     def train_step(iterator):

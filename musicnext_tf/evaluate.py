@@ -5,7 +5,9 @@ saying at which level, so we report both). The loss is the softmax cross-entropy
 (inference) logits, comparable between the softmax and L-softmax heads. Confusion matrices are in
 percent of each true genre (rows = true genre, columns = predicted genre, as in the paper; every
 row sums to 100); precision, recall and F1 per genre come from scikit-learn. A report is written
-as JSON, a markdown table and a PNG of the clip-level confusion matrix:
+as JSON, a markdown table and a PNG of the clip-level confusion matrix. A report on the run's own
+test split also carries the classical baseline (`classical`: MFCC statistics and a logistic
+regression trained on the run's training split), so every figure has its classical floor beside it:
 
     RUN_DIR/evaluation/<model>-<dataset>-<split>.json
     RUN_DIR/evaluation/<model>-<dataset>-<split>.md
@@ -25,14 +27,17 @@ from pathlib import Path
 
 import numpy as np
 
+from musicnext_tf import classical
 from musicnext_tf.config import ExperimentConfig, FeatureConfig, load_run_config, resolve
 from musicnext_tf.datasets.base import SPLITS, DatasetError
 from musicnext_tf.files import atomic_write, write_json
 from musicnext_tf.pipeline import evaluation_dataset, segment_labels_and_clips
 from musicnext_tf.prepare import PreparedDataset, SplitFeatures
 from musicnext_tf.run_folder import MODELS, RunError, latest_checkpoint, model_file
+from musicnext_tf.scores import level_report
 
 EVALUATION_DIR = "evaluation"
+BASELINE_KEY = "classical_baseline"  # the report's entry for the classical baseline
 log = logging.getLogger(__name__)
 
 
@@ -90,48 +95,6 @@ def evaluate_split(
     """Segment accuracy, clip accuracy and loss of the classifier on a cached split."""
     logits, labels, clips = predict_segments(classifier, split, features, batch_size)
     return summarize(logits, labels, clips, split.labels)
-
-
-def level_report(truth: np.ndarray, predicted: np.ndarray, genres: Sequence[str]) -> dict:
-    """Confusion matrix and per-genre scores of one level (segments or clips).
-
-    Rows of the confusion matrix are the true genres that occur (`rows`), columns all the model's
-    genres; `confusion_percent` divides each row by its count, so every row sums to 100.
-    """
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
-
-    classes = np.arange(len(genres))
-    counts = confusion_matrix(truth, predicted, labels=classes)
-    present = counts.sum(axis=1) > 0
-    precision, recall, f1, support = precision_recall_fscore_support(
-        truth, predicted, labels=classes, zero_division=0
-    )
-    macro = precision_recall_fscore_support(
-        truth, predicted, labels=classes[present], average="macro", zero_division=0
-    )
-    return {
-        "accuracy": float(np.mean(truth == predicted)),
-        "rows": [genres[i] for i in classes[present]],
-        "columns": list(genres),
-        "confusion_counts": counts[present].tolist(),
-        "confusion_percent": (
-            100.0 * counts[present] / counts[present].sum(axis=1, keepdims=True)
-        ).tolist(),
-        "per_genre": {
-            genre: {
-                "precision": float(precision[i]),
-                "recall": float(recall[i]),
-                "f1": float(f1[i]),
-                "support": int(support[i]),
-            }
-            for i, genre in enumerate(genres)
-        },
-        "macro_average": {
-            "precision": float(macro[0]),
-            "recall": float(macro[1]),
-            "f1": float(macro[2]),
-        },
-    }
 
 
 def classification_report(
@@ -247,7 +210,10 @@ def markdown_report(report: dict) -> str:
         f"| macro average | {macro['precision']:.3f} | {macro['recall']:.3f} | "
         f"{macro['f1']:.3f} | {report['clips']} |"
     )
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    if report.get(BASELINE_KEY):
+        text += "\n" + classical.markdown_section(report[BASELINE_KEY])
+    return text
 
 
 def confusion_png(level: dict, title: str) -> bytes:
@@ -298,6 +264,12 @@ def format_summary(report: dict, paths: Sequence[Path] = ()) -> str:
         lines.append(
             f"  {genre:<{width}}  {scores['precision']:9.3f}  {scores['recall']:6.3f}  "
             f"{scores['f1']:6.3f}  {scores['support']:5d}"
+        )
+    baseline = report.get(BASELINE_KEY)
+    if baseline:
+        lines.append(
+            f"  classical baseline (MFCC statistics + logistic regression, same split): clip "
+            f"accuracy {baseline['clip_accuracy']:.4f}, macro F1 {baseline['macro_f1']:.4f}"
         )
     if paths:
         lines.append("report: " + ", ".join(str(path) for path in paths))
@@ -406,7 +378,21 @@ def evaluate_run(
     )
     features = split_for_model(prepared, split, genres)
     batch_size = batch_size or config.train.batch_size
-    return report_model(run_dir, which, config, features, genres, split, batch_size, progress)
+    own_test = split == "test" and not data and tuple(prepared.genres) == tuple(genres)
+    baseline = run_baseline(prepared) if own_test else None
+    return report_model(
+        run_dir, which, config, features, genres, split, batch_size, progress, baseline
+    )
+
+
+def run_baseline(prepared: PreparedDataset, test: str = "test") -> dict | None:
+    """The classical baseline trained on the training split and scored on `test`, or None
+    (with a warning) when the splits cannot train it (one genre, no recordings)."""
+    try:
+        return classical.evaluate_baseline(prepared, prepared.genres, test=test)
+    except ValueError as error:
+        log.warning("no classical baseline: %s", error)
+        return None
 
 
 def report_model(
@@ -418,9 +404,11 @@ def report_model(
     split: str,
     batch_size: int,
     progress: bool = True,
+    baseline: dict | None = None,
 ) -> tuple[dict, list[Path]]:
-    """Loads `model_{which}.keras`, evaluates it and writes the report; shared by `fit` and
-    `evaluate`. Returns (the report, the paths written)."""
+    """Loads `model_{which}.keras`, evaluates it and writes the report, with the classical
+    `baseline` result beside it when given; shared by `fit` and `evaluate`.
+    Returns (the report, the paths written)."""
     import keras
 
     import musicnext_tf  # noqa: F401  (registers the custom layers for load_model)
@@ -438,5 +426,7 @@ def report_model(
         data_dir=config.data.data_dir,
         split=split,
     )
+    if baseline:
+        report[BASELINE_KEY] = baseline
     stem = report_stem(which, config.data.name, split)
     return report, write_report(report, Path(run_dir) / EVALUATION_DIR, stem)

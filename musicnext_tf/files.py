@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import csv
 import io
 import json
 import os
@@ -34,6 +35,15 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
 def write_json(path: str | os.PathLike, values) -> None:
     """Writes indented, key-sorted JSON atomically."""
     atomic_write(path, (json.dumps(values, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+
+
+def write_csv(path: str | os.PathLike, columns, rows) -> None:
+    """Writes dict rows as CSV with the given columns (missing values empty), atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, list(columns), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, buffer.getvalue().encode("utf-8"))
 
 
 def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:

@@ -243,18 +243,48 @@ def build_model(
     )
 
 
+MARGIN_LOGITS = "margin_logits"  # what an L-softmax training model optimises
+PLAIN_LOGITS = "logits"  # what it predicts (the classifier's output)
+
+
+class MarginTrainer(keras.Model):
+    """An L-softmax training model: outputs the margin logits and the plain logits.
+
+    The loss sees the margin logits (the objective); the metrics see the plain logits, so that the
+    training accuracy is that of the predictions the model makes, not of the margin-shrunk
+    logits (which falls as the margin takes over during the annealing of lambda).
+    """
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        return super().compute_loss(x, y, objective_logits(y_pred), sample_weight, training)
+
+    def compute_metrics(self, x, y, y_pred, sample_weight=None):
+        return super().compute_metrics(x, y, predicted_logits(y_pred), sample_weight)
+
+
+def objective_logits(y_pred):
+    """The logits a training model's loss is computed on (the margin logits of L-softmax)."""
+    return y_pred[MARGIN_LOGITS] if isinstance(y_pred, dict) else y_pred
+
+
+def predicted_logits(y_pred):
+    """The logits a training model predicts with (plain logits, whatever the head)."""
+    return y_pred[PLAIN_LOGITS] if isinstance(y_pred, dict) else y_pred
+
+
 def training_model(classifier: keras.Model) -> keras.Model:
     """The model `fit` trains: the classifier itself, or, for an L-softmax head, the same layers
-    with an extra `labels` input so the head can apply the margin. Weights are shared."""
+    with an extra `labels` input so the head can apply the margin (a `MarginTrainer`). Weights
+    are shared."""
     head = classifier.get_layer("head")
     if not isinstance(head, LSoftmax):
         return classifier
     labels = keras.Input(shape=(), dtype="int32", name=LABELS_INPUT)
     pooled = classifier.get_layer("pooling").output
-    logits = head(pooled, labels=labels)
-    return keras.Model(
+    outputs = {MARGIN_LOGITS: head(pooled, labels=labels), PLAIN_LOGITS: head(pooled)}
+    return MarginTrainer(
         {SEGMENTS_INPUT: classifier.input, LABELS_INPUT: labels},
-        logits,
+        outputs,
         name=f"{classifier.name}_trainer",
     )
 

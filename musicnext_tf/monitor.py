@@ -2,6 +2,8 @@
 
     logs/train/        epoch_loss, epoch_accuracy, epoch_learning_rate, epoch_lsoftmax_lambda (any
                        other training log too) and a histogram of every weight, per epoch
+    logs/test/         at the last epoch: the selected model's test accuracies and loss, and the
+                       classical baseline's clip accuracy and macro F1 on the same split
     logs/validation/   the validation entries of the logs (epoch_loss, epoch_accuracy, ...) and,
                        when the run has a validation split, its clip-level confusion matrix in
                        percent (an image and a table), per epoch
@@ -216,6 +218,10 @@ def run_hparams(config: ExperimentConfig) -> dict[str, str | int | float]:
         "drop_path": float(model.drop_path),
         "elu_position": model.elu_position,
         "learning_rate": float(train.learning_rate),
+        "schedule": train.schedule,
+        "weight_decay": float(train.weight_decay),
+        "clip_rule": config.audio.clip_rule,
+        "crops_per_recording": train.crops_per_recording,
         "batch_size": train.batch_size,
         "epochs": train.epochs,
         "seed": train.seed,
@@ -360,6 +366,32 @@ class TensorBoardLogger(keras.callbacks.Callback):
                 self.writers.log_dir, embeddings, test.labels, test.track_ids, self.prepared.genres
             )
         self.writers.close()
+
+
+TEST_RUN = "test"
+TEST_METRICS = (
+    "test_clip_accuracy",
+    "test_segment_accuracy",
+    "test_loss",
+    "baseline_clip_accuracy",
+    "baseline_macro_f1",
+)
+
+
+def write_test_results(run_dir: str | Path, metrics: dict) -> None:
+    """`logs/test`, once: the selected model's test figures and the classical baseline's on the
+    same split (tags as in `metrics.json`), at the last epoch, where TensorBoard's hparams table
+    shows them beside the run's hyperparameters and the scalars tab beside the curves."""
+    folder = Path(run_dir) / LOGS / TEST_RUN
+    if folder.exists():
+        return
+    step = max(metrics["epochs_completed"] - 1, 0)
+    writer = tf.summary.create_file_writer(str(folder))
+    with writer.as_default():
+        for name in TEST_METRICS:
+            if metrics.get(name) is not None:
+                tf.summary.scalar(name, metrics[name], step=step)
+    writer.close()
 
 
 def tensorboard_callbacks(

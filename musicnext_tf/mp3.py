@@ -2,11 +2,17 @@
 
 An MP3 file has no length field. Encoders write it into a Xing, Info or VBRI header in the first
 frame; without one, libsndfile (through mpg123) estimates the length from the file size and the
-first frame's bitrate, and decodes only that many samples. For a constant bitrate the estimate is
-right; for a variable bitrate it can be far off (a 70 s file read as 19 s), so the clip rule would
-pick the wrong seconds, or drop the song as too short. `scan` walks the frame headers (no decoding)
-to count the samples exactly, and `full_stream` hands libsndfile the file with an inflated size, so
-that it decodes every frame instead of stopping at its estimate.
+first frame's bitrate, and decodes only that many samples. For a variable bitrate the estimate can
+be far off (a 70 s file read as 19 s), so the clip rule would pick the wrong seconds, or drop the
+song as too short; even for a constant bitrate it counts the bytes of tags (cover art in an ID3v2
+tag, an APEv2 tag at the end) as frames, so that a complete file would look cut short. `scan`
+walks the frame headers (no decoding) to count the samples exactly, and `full_stream` hands
+libsndfile the file with an inflated size, so that it decodes every frame instead of stopping at
+its estimate.
+
+A cut file with a length header decodes fewer frames than it declares (`audio.decode_clip` checks
+the frames it keeps). Without one, a file cut inside a frame (most cut-off downloads) shows in
+`Layout.cut`; one cut where a frame ends cannot be told from a shorter song.
 
 Frame header layout: ISO/IEC 11172-3 and 13818-3 (sync, version, layer, bitrate, sample rate,
 padding), as documented in many places, e.g. http://www.mp3-tech.org/programmer/frame_header.html.
@@ -30,8 +36,6 @@ _BITRATES = {
 # sample rates by version bits (3: MPEG-1, 2: MPEG-2, 0: MPEG-2.5) and index
 _SAMPLE_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}
 _LENGTH_HEADERS = (b"Xing", b"Info", b"VBRI")
-# how far libsndfile's length may be from the frames' count before we trust the frames
-MISJUDGED_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,11 @@ class Frame:
 class Layout:
     """What the frame headers of a file say."""
 
-    samples: int  # per channel, summed over the frames (the decoder trims a few hundred)
+    samples: int  # per channel, summed over the whole frames (the decoder trims a few hundred)
     sample_rate: int
     has_length_header: bool  # a Xing, Info or VBRI header gives the length: libsndfile is right
+    # (bytes the last frame needs, bytes the file holds of it) when the file ends inside that frame
+    cut: tuple[int, int] | None = None
 
 
 def parse_header(header: bytes) -> Frame | None:
@@ -71,7 +77,7 @@ def parse_header(header: bytes) -> Frame | None:
     return Frame(samples // 8 * bitrate // sample_rate + padding, samples, sample_rate)
 
 
-def _audio_start(data: bytes) -> int:
+def audio_start(data: bytes) -> int:
     """Offset of the first byte after an ID3v2 tag (0 without one)."""
     if data[:3] != b"ID3" or len(data) < 10:
         return 0
@@ -98,7 +104,7 @@ def _next_frame(data: bytes, offset: int) -> tuple[int, Frame] | None:
 def _first_frame(data: bytes) -> tuple[int, Frame, bool] | None:
     """Offset and header of the first frame after any ID3v2 tag, and whether it holds a length
     header; None without a frame."""
-    found = _next_frame(data, _audio_start(data))
+    found = _next_frame(data, audio_start(data))
     if found is None:
         return None
     offset, frame = found
@@ -113,34 +119,36 @@ def scan(path: str | os.PathLike) -> Layout | None:
     if first_frame is None:
         return None
     offset, first, has_length_header = first_frame
-    found = (offset, first)
-    samples = 0
+    found, samples, cut, follows = (offset, first), 0, None, True
     while found is not None:
         offset, frame = found
+        end = offset + frame.length
+        if end > len(data):
+            # the decoder drops a partial frame; right after a whole one, the file was cut in it
+            # (after junk, it is more likely a false sync in a trailing tag)
+            cut = (frame.length, len(data) - offset) if follows else None
+            break
         samples += frame.samples
-        offset += frame.length
-        header = parse_header(data[offset : offset + 4])
+        header = parse_header(data[end : end + 4])
         # frames follow one another; after junk (a damaged frame, a tag) look for the next one
-        found = (offset, header) if header is not None else _next_frame(data, offset)
+        follows = header is not None
+        found = (end, header) if follows else _next_frame(data, end)
     if has_length_header:
         samples -= first.samples  # the header frame decodes to silence the decoder drops
-    return Layout(samples, first.sample_rate, has_length_header)
+    return Layout(samples, first.sample_rate, has_length_header, cut)
 
 
-def misjudged(path: str | os.PathLike, reported_frames: int, sample_rate: int) -> Layout | None:
-    """The file's layout when libsndfile's length (`reported_frames`) is wrong by more than
-    `MISJUDGED_SECONDS` (a variable bitrate without a length header); None when it is right."""
+def headerless(path: str | os.PathLike) -> Layout | None:
+    """`scan` of a file without a length header, whose length libsndfile only estimates; None for
+    a file with one (which libsndfile reads) or without frames, without reading all of it."""
     with Path(path).open("rb") as file:
         head = file.read(64 * 1024)
-    if _audio_start(head) + 4 > len(head):  # a large ID3v2 tag (cover art): read the file
+    if audio_start(head) + 4 > len(head):  # a large ID3v2 tag (cover art): read the file
         head = Path(path).read_bytes()
     first_frame = _first_frame(head)
     if first_frame is None or first_frame[2]:
-        return None  # no frames, or a length header, which is what libsndfile reads
-    layout = scan(path)
-    if layout is None or abs(layout.samples - reported_frames) <= MISJUDGED_SECONDS * sample_rate:
         return None
-    return layout
+    return scan(path)
 
 
 class full_stream:  # noqa: N801  (a file-like object, used like `open`)

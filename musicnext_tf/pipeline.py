@@ -1,10 +1,13 @@
 """tf.data input pipelines over the feature cache.
 
 Training: every epoch is its own deterministic stream, seeded by (seed, epoch): clip order,
-segment shuffle and the random time flip depend only on those two numbers, so a run resumed at
-epoch k sees exactly the batches an uninterrupted run would have seen. Segments are shuffled in
-blocks of `shuffle_buffer` consecutive segments of randomly ordered clips (the whole epoch when it
-is smaller), which bounds memory on large datasets and uses only stateless, seeded random ops. Evaluation: every segment
+crop positions, segment shuffle and augmentation depend only on those two numbers, so a run
+resumed at epoch k sees exactly the batches an uninterrupted run would have seen. An epoch takes
+either every clip's fixed grid of segments (the paper) or `crops_per_recording` random 256-frame
+crops from anywhere in each recording (a cache entry's segments are consecutive, so the entry is
+the recording's contiguous log-mel). Segments are shuffled in blocks of `shuffle_buffer`
+consecutive segments of randomly ordered clips (the whole epoch when it is smaller), which bounds
+memory on large datasets and uses only stateless, seeded random ops. Evaluation: every segment
 once, in order, with its clip's index for clip-level voting.
 
 Cache entries are `.npy` files decoded in the graph (header skipped, float32 payload reshaped), so
@@ -40,9 +43,16 @@ def segment_count(split: SplitFeatures) -> int:
     return sum(np.load(path, mmap_mode="r").shape[0] for path in split.files)
 
 
-def steps_per_epoch(split: SplitFeatures, batch_size: int) -> int:
+def segments_per_epoch(split: SplitFeatures, train: TrainConfig) -> int:
+    """Training segments in one epoch: every segment, or the random crops of every recording."""
+    if train.crops_per_recording:
+        return len(split) * train.crops_per_recording
+    return segment_count(split)
+
+
+def steps_per_epoch(split: SplitFeatures, train: TrainConfig) -> int:
     """Batches in one training epoch (the last one may be smaller)."""
-    return math.ceil(segment_count(split) / batch_size)
+    return math.ceil(segments_per_epoch(split, train) / train.batch_size)
 
 
 def segment_labels_and_clips(split: SplitFeatures) -> tuple[np.ndarray, np.ndarray]:
@@ -100,6 +110,58 @@ def random_time_flip(segment: tf.Tensor, seed: tf.Tensor, probability: float) ->
     return tf.cond(flip, lambda: tf.reverse(segment, axis=[0]), lambda: segment)
 
 
+def random_masks(
+    segment: tf.Tensor, seed: tf.Tensor, axis: int, count: int, max_width: int, fill: float
+) -> tf.Tensor:
+    """SpecAugment (Park et al. 2019): `count` bands of 0 to `max_width` rows along `axis`
+    (0: time frames, 1: mel bins) set to `fill`, at random positions."""
+    size = tf.shape(segment)[axis]
+    keep = tf.ones([size], tf.bool)
+    positions = tf.range(size)
+    for mask in range(count):
+        mask_seed = tf.random.experimental.stateless_fold_in(seed, mask)
+        width = tf.random.stateless_uniform([], mask_seed, 0, max_width + 1, tf.int32)
+        start = tf.random.stateless_uniform(
+            [], tf.random.experimental.stateless_fold_in(mask_seed, 1), 0, size, tf.int32
+        )
+        keep &= (positions < start) | (positions >= start + width)
+    shape = [-1, 1, 1] if axis == 0 else [1, -1, 1]
+    return tf.where(tf.reshape(keep, shape), segment, tf.cast(fill, segment.dtype))
+
+
+def augment_segment(
+    segment: tf.Tensor, seed: tf.Tensor, train: TrainConfig, fill: float
+) -> tf.Tensor:
+    """The training augmentations of one log-mel segment [frames, mels, 1] in dB: time flip,
+    random gain (a level change is a constant in dB) and SpecAugment masks filled with `fill`."""
+    segment = random_time_flip(segment, seed, train.flip_probability)
+    if train.gain_db:
+        gain_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+        segment += tf.random.stateless_uniform([], gain_seed, -train.gain_db, train.gain_db)
+    if train.time_masks and train.time_mask_frames:
+        time_seed = tf.random.experimental.stateless_fold_in(seed, 2)
+        segment = random_masks(
+            segment, time_seed, 0, train.time_masks, train.time_mask_frames, fill
+        )
+    if train.freq_masks and train.freq_mask_bins:
+        mel_seed = tf.random.experimental.stateless_fold_in(seed, 3)
+        segment = random_masks(segment, mel_seed, 1, train.freq_masks, train.freq_mask_bins, fill)
+    return segment
+
+
+def random_crops(
+    segments: tf.Tensor, count: int, seed: tf.Tensor, features: FeatureConfig
+) -> tf.Tensor:
+    """`count` windows of `segment_frames` frames at uniformly random frame positions of a
+    recording's contiguous log-mel (its entry's segments [n, frames, mels, 1] end to end)."""
+    frames = features.segment_frames
+    log_mel = tf.reshape(segments, [-1, features.n_mels, 1])
+    last_start = tf.shape(log_mel)[0] - frames
+    starts = tf.random.stateless_uniform([count], seed, 0, last_start + 1, tf.int32)
+    windows = starts[:, None] + tf.range(frames)[None, :]
+    return tf.gather(log_mel, windows)
+
+
 def model_inputs(segments, labels, with_labels_input: bool):
     """(x, y) as the training model expects it: x carries the labels for an L-softmax margin."""
     if with_labels_input:
@@ -113,22 +175,31 @@ def training_dataset(
     train: TrainConfig,
     with_labels_input: bool,
     initial_epoch: int = 0,
+    fill_value: float = 0.0,
 ) -> tf.data.Dataset:
     """An endless stream of shuffled, augmented training batches, epoch after epoch.
 
-    Pass it to `fit` with `steps_per_epoch(split, batch_size)` steps per epoch, and with
-    `initial_epoch` when resuming.
+    Pass it to `fit` with `steps_per_epoch(split, train)` steps per epoch, and with
+    `initial_epoch` when resuming. `fill_value` (dB) fills SpecAugment masks: the training set's
+    mean, which the model's standardisation maps to 0.
     """
-    block = max(1, min(train.shuffle_buffer, segment_count(split)))
+    block = max(1, min(train.shuffle_buffer, segments_per_epoch(split, train)))
+    crops = train.crops_per_recording
 
     def one_epoch(epoch):
         epoch_seed = tf.stack([tf.constant(train.seed, tf.int64), epoch])
         order = tf.random.experimental.stateless_shuffle(
             tf.range(len(split.files)), seed=epoch_seed
         )
-        segments = _segments(_clips(split, features, order)).map(
-            lambda segment, label, clip: (segment, label)
-        )
+        clips = _clips(split, features, order)
+        if crops:
+
+            def crop(segments, label, clip):
+                seed = tf.random.experimental.stateless_fold_in(epoch_seed, clip)
+                return random_crops(segments, crops, seed, features), label, clip
+
+            clips = clips.map(crop, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        segments = _segments(clips).map(lambda segment, label, clip: (segment, label))
 
         def mix(position, block_of_segments):
             # a seeded permutation of `block` consecutive segments of randomly ordered clips
@@ -143,7 +214,7 @@ def training_dataset(
         def augment(position, element):
             segment, label = element
             seed = tf.stack([epoch + 1, position + epoch * _EPOCH_STRIDE])
-            return random_time_flip(segment, seed, train.flip_probability), label
+            return augment_segment(segment, seed, train, fill_value), label
 
         batches = segments.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE)
         return batches.batch(train.batch_size)

@@ -19,7 +19,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from musicnext_tf.audio import AUDIO_EXTENSIONS, CLIP_RULES, AudioError, load_clip
+from musicnext_tf.audio import (
+    AUDIO_EXTENSIONS,
+    CLIP_RULES,
+    UNSUPPORTED_EXTENSIONS,
+    AudioError,
+    load_clip,
+)
 from musicnext_tf.datasets.base import DatasetError
 from musicnext_tf.inference import ClipClassifier, TrainedModel, min_samples, whole_segments
 
@@ -56,7 +62,8 @@ class Prediction:
 
 def audio_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """The files to classify: files as given (whatever their extension), and the audio files
-    (by extension, hidden ones skipped) anywhere under the folders given, sorted per folder.
+    (by extension, hidden ones skipped) anywhere under the folders given, sorted per folder;
+    audio in formats we cannot decode (.m4a...) is listed too, to be reported, not dropped.
 
     Raises:
         DatasetError: the paths hold no file at all.
@@ -70,7 +77,7 @@ def audio_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
             file
             for file in path.rglob("*")
             if file.is_file()
-            and file.suffix.lower() in AUDIO_EXTENSIONS
+            and file.suffix.lower() in AUDIO_EXTENSIONS + UNSUPPORTED_EXTENSIONS
             and not any(part.startswith(".") for part in file.relative_to(path).parts)
         )
         if not found:

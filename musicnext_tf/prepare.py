@@ -41,7 +41,7 @@ from musicnext_tf.config import ConfigError, ExperimentConfig, default_cache_dir
 from musicnext_tf.datasets.base import SPLITS, DatasetError, DatasetIndex, Problem, Track
 from musicnext_tf.files import write_json, write_npy
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: the "full" rule keeps every segment of the recording
 # Fewer recordings than this are prepared in this process: starting a worker (importing
 # TensorFlow) takes seconds, more than such a job saves.
 PARALLEL_MIN_CLIPS = 48
@@ -118,25 +118,57 @@ def entry_stem(track: Track) -> str:
 
 
 class FeatureExtractor:
-    """Waveform -> log-mel segments [n, frames, mels] with the graph shared with serving."""
+    """Waveform -> log-mel segments [n, frames, mels] with the graph shared with serving.
 
-    def __init__(self, config: ExperimentConfig):
+    The waveform is centre-padded once and framed in pieces of `SEGMENTS_PER_STEP` segments, as
+    the serving graph does, so a whole song costs bounded memory and gives the same frames as one
+    centred STFT over it. `max_segments` keeps only the first segments (None: all of them).
+    """
+
+    def __init__(self, config: ExperimentConfig, max_segments: int | None = None):
         import tensorflow as tf
 
-        from musicnext_tf.features import LogMelSpectrogram, segment
+        from musicnext_tf.features import LogMelSpectrogram
+        from musicnext_tf.inference import SEGMENTS_PER_STEP, whole_segments
 
-        features = config.features
-        layer = LogMelSpectrogram.from_feature_config(features, config.audio.sample_rate)
+        features = self._features = config.features
+        layer = LogMelSpectrogram.from_feature_config(
+            features, config.audio.sample_rate, center=False
+        )
+        self._whole_segments = whole_segments
+        self._step = SEGMENTS_PER_STEP
+        self._max_segments = max_segments
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
-        def extract(waveform):
-            log_mel = layer(waveform[None, :])[0]
-            return segment(log_mel, features.segment_frames, features.segments_per_clip)[..., 0]
+        def extract(piece):
+            log_mel = layer(piece[None, :])[0]
+            return tf.reshape(log_mel, [-1, features.segment_frames, features.n_mels])
 
         self._extract = extract
 
     def __call__(self, waveform: np.ndarray) -> np.ndarray:
-        return self._extract(waveform).numpy()
+        features = self._features
+        frames, hop = features.segment_frames, features.hop_length
+        count = self._whole_segments(len(waveform), features)
+        if self._max_segments is not None:
+            count = min(count, self._max_segments)
+        half = features.n_fft // 2
+        padded = np.pad(np.asarray(waveform, np.float32), (half, half))
+        pieces = []
+        for first in range(0, count, self._step):
+            taken = min(self._step, count - first)
+            start = first * frames * hop
+            piece = padded[start : start + (taken * frames - 1) * hop + features.n_fft]
+            pieces.append(self._extract(piece).numpy())
+        if not pieces:
+            return np.zeros((0, frames, features.n_mels), np.float32)
+        return np.concatenate(pieces)
+
+
+def segments_kept(config: ExperimentConfig, rule: str) -> int | None:
+    """How many segments a clip keeps: all of them under the "full" rule, else the first
+    `segments_per_clip`."""
+    return None if rule == "full" else config.features.segments_per_clip
 
 
 def compute_entry(
@@ -346,7 +378,7 @@ class _Progress:
 
 
 def _compute_here(jobs, config, rule, entries, bar: _Progress) -> dict[str, dict]:
-    extractor = FeatureExtractor(config)
+    extractor = FeatureExtractor(config, segments_kept(config, rule))
     records = {}
     for job in jobs:
         records[job.stem] = store_entry(job, entries, config, rule, extractor)
@@ -367,7 +399,7 @@ def _worker_main(slot, tasks, results, current, config, rule, entries, parent_pi
         # one thread per worker: the workers already keep every core busy
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-        extractor = FeatureExtractor(config)
+        extractor = FeatureExtractor(config, segments_kept(config, rule))
     except BaseException as error:
         results.put(("failed", slot, -1, _portable(error), traceback.format_exc()))
         return

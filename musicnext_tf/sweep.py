@@ -48,11 +48,9 @@ from musicnext_tf.files import atomic_write
 from musicnext_tf.paper_results import FINDINGS, NOT_REPORTED, paper_accuracy
 
 CELLS = "cells"
-TEST_LOGS = "test"  # the cell's logs/ subfolder holding its test metrics
 HEADS = ("softmax", "lsoftmax")  # tables read softmax -> L-softmax, as the ablation
 ARCHITECTURE_LABELS = {"musicnext": "MusicNeXt", "convnext": "ConvNeXt-T", "resnet": "ResNet-50"}
 HEAD_LABELS = {"lsoftmax": "L-softmax", "softmax": "softmax"}
-TEST_METRICS = ("test_clip_accuracy", "test_segment_accuracy", "test_loss")
 log = logging.getLogger(__name__)
 
 
@@ -367,20 +365,11 @@ def run_cells(
 
 
 def write_test_summary(run_dir: Path, metrics: dict) -> None:
-    """Logs a finished cell's test metrics to RUN_DIR/logs/test (once), where TensorBoard's
-    hparams table shows them beside the cell's hyperparameters."""
-    from musicnext_tf.monitor import LOGS
+    """Logs a finished cell's test metrics to RUN_DIR/logs/test (once; `fit` does it too), where
+    TensorBoard's hparams table shows them beside the cell's hyperparameters."""
+    from musicnext_tf.monitor import write_test_results
 
-    folder = run_dir / LOGS / TEST_LOGS
-    if folder.exists():
-        return
-    import tensorflow as tf
-
-    writer = tf.summary.create_file_writer(str(folder))
-    with writer.as_default():
-        for key in TEST_METRICS:
-            tf.summary.scalar(key, metrics[key], step=max(metrics["epochs_completed"] - 1, 0))
-    writer.close()
+    write_test_results(run_dir, metrics)
 
 
 def sweep_folder(

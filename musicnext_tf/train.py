@@ -32,9 +32,7 @@ exactly as the uninterrupted run would have.
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
-import io
 import json
 import logging
 import time
@@ -47,13 +45,13 @@ import tensorflow as tf
 
 from musicnext_tf import datasets, distributed
 from musicnext_tf.config import ConfigError, ExperimentConfig, TrainConfig, load_run_config
-from musicnext_tf.evaluate import evaluate_split, report_model, split_for_model
+from musicnext_tf.evaluate import evaluate_split, report_model, run_baseline, split_for_model
 from musicnext_tf.export import export_run
-from musicnext_tf.files import atomic_write, write_json
+from musicnext_tf.files import write_csv, write_json
 from musicnext_tf.layers import LSoftmax
 from musicnext_tf.losses import LSoftmaxLoss
 from musicnext_tf.model import build_model, needs_labels, training_model
-from musicnext_tf.monitor import tensorboard_callbacks
+from musicnext_tf.monitor import tensorboard_callbacks, write_test_results
 from musicnext_tf.pipeline import feature_statistics, steps_per_epoch, training_dataset
 from musicnext_tf.prepare import PreparedDataset, SplitFeatures, prepare
 from musicnext_tf.run_folder import (
@@ -102,15 +100,30 @@ class TrainingRun:
         return len(self.split("validation")) > 0
 
 
-class LambdaLogger(keras.callbacks.Callback):
-    """Adds the L-softmax annealing weight to each epoch's logs (progress bar and history)."""
+class ScheduleLogger(keras.callbacks.Callback):
+    """Adds the learning rate and the L-softmax annealing weight to each epoch's logs (progress
+    bar and history), and says at the start what the logged figures mean."""
 
-    def __init__(self, head: LSoftmax):
+    def __init__(self, head: LSoftmax | None):
         super().__init__()
         self.head = head
 
+    def on_train_begin(self, logs=None):
+        if self.head is not None:
+            log.info(
+                "loss is the L-softmax objective (margin logits; lambda anneals from %.0f "
+                "towards 0, the full margin m = %d, so loss may rise as the margin grows); "
+                "accuracy and crossentropy are on the plain logits the model predicts with",
+                float(self.head.current_lambda),
+                self.head.margin,
+            )
+
     def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
+        if logs is None:
+            return
+        rate = self.model.optimizer.learning_rate
+        logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
+        if self.head is not None:
             logs["lsoftmax_lambda"] = float(self.head.current_lambda)
 
 
@@ -185,11 +198,40 @@ def write_history(run_dir: Path, history: list[dict]) -> None:
     """`RUN_DIR/history.csv`: one row per completed epoch, epoch first, then the logged values."""
     first = ["epoch", "session", "seconds"]
     columns = first + sorted({key for row in history for key in row} - set(first))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(history)
-    atomic_write(run_dir / "history.csv", buffer.getvalue().encode("utf-8"))
+    write_csv(run_dir / "history.csv", columns, history)
+
+
+SPLIT_COLUMNS = ("track_id", "path", "genre", "split", "status")
+
+
+def write_split(run_dir: Path, index: datasets.DatasetIndex, prepared: PreparedDataset) -> None:
+    """`RUN_DIR/split.csv`: every recording of the dataset with its genre, its split and whether
+    it was used ("kept", or "skipped: REASON"), so that other tools can be scored on the run's
+    exact tracks."""
+    skipped = {problem.track_id: problem.reason for problem in prepared.problems}
+    rows = [
+        {
+            "track_id": track.track_id,
+            "path": str(track.path),
+            "genre": track.label,
+            "split": track.split,
+            "status": f"skipped: {skipped[track.track_id]}"
+            if track.track_id in skipped
+            else "kept",
+        }
+        for track in index.tracks
+    ]
+    rows += [
+        {
+            "track_id": problem.track_id,
+            "path": problem.path,
+            "genre": "",
+            "split": problem.split,
+            "status": f"skipped: {problem.reason}",
+        }
+        for problem in index.problems
+    ]
+    write_csv(run_dir / "split.csv", SPLIT_COLUMNS, rows)
 
 
 def layer_policy(train_config: TrainConfig) -> str | None:
@@ -197,16 +239,46 @@ def layer_policy(train_config: TrainConfig) -> str | None:
     return None if train_config.precision == "float32" else train_config.precision
 
 
-def compile_for_training(trainer: keras.Model, train_config: TrainConfig) -> None:
-    """Adam on the L-softmax (or softmax) loss; under mixed_float16 the optimizer scales the loss
-    dynamically so that small float16 gradients do not flush to zero."""
-    optimizer = keras.optimizers.Adam(train_config.learning_rate)
+def learning_rate(train_config: TrainConfig, steps_per_epoch: int = 1):
+    """The learning rate: constant (the paper), or a linear warm-up over `warmup_epochs` then a
+    cosine decay to 0 at the last step. A schedule follows the optimizer's step counter, which is
+    saved with checkpoints, so a resumed run continues on the same curve."""
+    if train_config.schedule == "constant":
+        return train_config.learning_rate
+    total = max(1, train_config.epochs * steps_per_epoch)
+    warmup = min(total - 1, round(train_config.warmup_epochs * steps_per_epoch))
+    return keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else train_config.learning_rate,
+        decay_steps=total - warmup,
+        warmup_target=train_config.learning_rate if warmup else None,
+        warmup_steps=warmup,
+    )
+
+
+def compile_for_training(
+    trainer: keras.Model, train_config: TrainConfig, steps_per_epoch: int = 1
+) -> None:
+    """Adam (AdamW with `weight_decay`) on the L-softmax (or softmax) loss; under mixed_float16
+    the optimizer scales the loss dynamically so that small float16 gradients do not flush to
+    zero.
+
+    Metrics are computed on the plain logits, what the model predicts: `accuracy`, and
+    `crossentropy` (comparable with `val_loss`), while `loss` is the training objective, the
+    cross-entropy of the margin logits."""
+    rate = learning_rate(train_config, steps_per_epoch)
+    if train_config.weight_decay:
+        optimizer = keras.optimizers.AdamW(rate, weight_decay=train_config.weight_decay)
+    else:
+        optimizer = keras.optimizers.Adam(rate)
     if train_config.precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     trainer.compile(
         optimizer=optimizer,
         loss=LSoftmaxLoss(),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        metrics=[
+            keras.metrics.SparseCategoricalAccuracy(name="accuracy"),
+            keras.metrics.SparseCategoricalCrossentropy(from_logits=True, name="crossentropy"),
+        ],
         jit_compile=train_config.jit_compile,
     )
 
@@ -227,8 +299,7 @@ def training_callbacks(
     if run.has_validation:
         callbacks.append(ValidationMetrics(run))
     head = run.classifier.get_layer("head")
-    if isinstance(head, LSoftmax):
-        callbacks.append(LambdaLogger(head))
+    callbacks.append(ScheduleLogger(head if isinstance(head, LSoftmax) else None))
     callbacks += observer_callbacks(run)
     callbacks += list(extra)
     callbacks.append(EpochCheckpoint(run))
@@ -367,7 +438,7 @@ def _run_facts(
             )
         return saved
     mean, std = feature_statistics(train_split)
-    steps = steps_per_epoch(train_split, config.train.batch_size)
+    steps = steps_per_epoch(train_split, config.train)
     facts.update(
         input_mean=mean,
         input_std=std,
@@ -413,7 +484,7 @@ def _build_models(
         dtype=layer_policy(config.train),
     )
     trainer = training_model(classifier)
-    compile_for_training(trainer, config.train)
+    compile_for_training(trainer, config.train, facts["steps_per_epoch"])
     return classifier, trainer
 
 
@@ -457,10 +528,11 @@ def _train(
     strategy = strategy or tf.distribute.get_strategy()
     role = distributed.worker_role(strategy)
     distributed.check_same_start(strategy, run_dir)
-    prepared = _prepare_data(
-        config, index or datasets.load_index(config, progress), progress, strict
-    )
+    index = index or datasets.load_index(config, progress)
+    prepared = _prepare_data(config, index, progress, strict)
     facts = _run_facts(run_dir, prepared, config, write=role.is_chief)
+    if role.is_chief:
+        write_split(run_dir, index, prepared)
     with strategy.scope():
         classifier, trainer = _build_models(config, prepared.genres, facts)
         state = _restore_or_start(run_dir, trainer, tidy=role.is_chief)
@@ -487,6 +559,7 @@ def _train(
             config.train,
             needs_labels(trainer),
             initial_epoch,
+            fill_value=facts["input_mean"],
         )
         if config.train.data_service:
             dataset = distributed.from_data_service(dataset, config.train.data_service)
@@ -516,8 +589,9 @@ def _finish(run: TrainingRun, progress: bool = True, export_base: str | Path | N
     which = "best" if run.state["best"] else "last"
     test = split_for_model(run.prepared, "test", run.genres)
     batch_size = run.config.train.batch_size
+    baseline = run_baseline(run.prepared)
     report, paths = report_model(
-        run.run_dir, which, run.config, test, run.genres, "test", batch_size, progress
+        run.run_dir, which, run.config, test, run.genres, "test", batch_size, progress, baseline
     )
     history = run.state["history"]
     keys = sorted({key for row in history for key in row} - {"epoch", "session"})
@@ -527,6 +601,8 @@ def _finish(run: TrainingRun, progress: bool = True, export_base: str | Path | N
         "test_loss": report["loss"],
         "test_segments": report["segments"],
         "test_clips": report["clips"],
+        "baseline_clip_accuracy": baseline["clip_accuracy"] if baseline else None,
+        "baseline_macro_f1": baseline["macro_f1"] if baseline else None,
         "epochs_completed": run.state["epochs_completed"],
         "model": which,
         "best_epoch": (run.state["best"] or {}).get("epoch"),
@@ -536,6 +612,7 @@ def _finish(run: TrainingRun, progress: bool = True, export_base: str | Path | N
         "evaluation": [str(path.relative_to(run.run_dir)) for path in paths],
         "history": {key: [row.get(key) for row in history] for key in keys},
     }
+    write_test_results(run.run_dir, metrics)
     if export_base is not None:  # the run is finished but for metrics.json: a kill exports again
         metrics["export"] = str(export_run(run.run_dir, export_base, which=which))
     write_json(run.run_dir / "metrics.json", metrics)

@@ -123,11 +123,13 @@ def test_training_model_shares_weights_and_only_it_needs_labels(rng):
     x = rng.standard_normal((3, 256, 128, 1)).astype(np.float32)
     labels = np.array([0, 1, 2], np.int32)
     np.testing.assert_allclose(
-        trainer({"segments": x, "labels": labels}, training=False).numpy(),
+        trainer({"segments": x, "labels": labels}, training=False)["margin_logits"].numpy(),
         classifier(x).numpy(),
         rtol=1e-6,
     )
-    margin_logits = trainer({"segments": x, "labels": labels}, training=True).numpy()
+    outputs = trainer({"segments": x, "labels": labels}, training=True)
+    margin_logits = outputs["margin_logits"].numpy()
+    np.testing.assert_allclose(outputs["logits"].numpy(), classifier(x).numpy(), rtol=1e-6)
     plain = classifier(x).numpy()
     # the margin only ever lowers the true class's logit and leaves the others alone
     assert np.all(margin_logits[np.arange(3), labels] <= plain[np.arange(3), labels] + 1e-5)

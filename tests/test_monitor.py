@@ -146,7 +146,7 @@ def test_logger_matches_an_independent_recomputation(timbre_root, cache_dir, tmp
     trainer.fit(
         training_dataset(train_split, config.features, config.train, needs_labels(trainer)),
         epochs=EPOCHS,
-        steps_per_epoch=steps_per_epoch(train_split, config.train.batch_size),
+        steps_per_epoch=steps_per_epoch(train_split, config.train),
         callbacks=[logger],
         shuffle=False,
         verbose=0,

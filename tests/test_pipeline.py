@@ -67,7 +67,7 @@ def test_evaluation_dataset_yields_every_segment_once_in_order(split):
 
 def test_training_epoch_covers_every_segment_once_with_flips(split):
     train = TrainConfig(batch_size=4, seed=3, flip_probability=0.5, shuffle_buffer=100)
-    steps = steps_per_epoch(split, 4)
+    steps = steps_per_epoch(split, train)
     assert steps == 3  # 12 segments
     epoch = batches(training_dataset(split, FEATURES, train, with_labels_input=False), steps)
     seen = np.concatenate([x for x, _ in epoch])[..., 0]
@@ -84,7 +84,7 @@ def test_training_epoch_covers_every_segment_once_with_flips(split):
 
 def test_training_stream_is_deterministic_and_resumable(split):
     train = TrainConfig(batch_size=5, seed=11, shuffle_buffer=100)
-    steps = steps_per_epoch(split, 5)
+    steps = steps_per_epoch(split, train)
     full = batches(training_dataset(split, FEATURES, train, False), 3 * steps)
     again = batches(training_dataset(split, FEATURES, train, False), 3 * steps)
     resumed = batches(training_dataset(split, FEATURES, train, False, initial_epoch=2), steps)

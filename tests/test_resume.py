@@ -35,7 +35,9 @@ EPOCHS = 3
 SUBPROCESS_SECONDS = 180  # bound on every CLI subprocess; a normal one takes about 10 s here
 
 # batch size 1 makes an epoch ~140 short steps (under a second), so "epoch 2 is under way" lasts
-# long enough to be seen and killed; drop_path exercises the random generator state
+# long enough to be seen and killed; drop_path exercises the random generator state. The folder
+# preset's regime (random crops, masks, gain, cosine schedule, AdamW) must resume exactly too:
+# 36 training recordings x 4 crops = 144 segments per epoch
 CONFIG = """\
 [data]
 test_fraction = 0.2
@@ -55,6 +57,7 @@ widths = [8, 16]
 margin = 2
 drop_path = 0.2
 [train]
+crops_per_recording = 4
 epochs = {epochs}
 batch_size = 1
 learning_rate = 1e-3
