@@ -28,6 +28,7 @@ examples:
   musicnext-tf fit --resume runs/gtzan-20250101-120000   continue an interrupted run
   musicnext-tf fit --data gtzan --strategy mirrored      train on every GPU of this host
   musicnext-tf evaluate runs/gtzan-20250101-120000       test report of the best model
+  musicnext-tf baseline runs/gtzan-20250101-120000       the classical floor on the same split
   musicnext-tf predict runs/gtzan-20250101-120000 ~/music/new --output genres.csv
   musicnext-tf export runs/gtzan-20250101-120000         saved_models/gtzan/<next version>/
 """

@@ -168,6 +168,8 @@ class TrainConfig:
     # draws N fresh 256-frame crops at random positions of every training recording (seeded by
     # seed and epoch), so whole songs are used and each epoch sees other excerpts
     crops_per_recording: int = 0
+    # with crops: share each epoch's crops equally among the genres instead of the recordings
+    balance_genres: bool = False
     # augmentation of training segments, each seeded by (seed, epoch, position):
     flip_probability: float = 0.5  # the paper's time flip
     gain_db: float = 0.0  # a random level change in [-gain_db, gain_db] dB per segment
@@ -179,6 +181,10 @@ class TrainConfig:
     # the validation metric that picks the best epoch: "val_clip_accuracy" (accuracy ties go to the
     # lower validation loss), "val_segment_accuracy" or "val_loss"
     best_metric: str = "val_clip_accuracy"
+    # the model a run reports, exports and predicts with by default: "best" (the best validation
+    # epoch, when there is a validation split) or "last" (the last epoch; the best one is still
+    # kept as model_best.keras). With a handful of validation recordings the best epoch is noise.
+    report_model: str = "best"
     # "float32", or a Keras mixed policy: "mixed_bfloat16" (TPUs, recent GPUs and CPUs) or
     # "mixed_float16" (GPUs; with dynamic loss scaling). The L-softmax head, the pooled features
     # and the loss stay float32; the variables are float32 in every policy.
@@ -200,6 +206,10 @@ class TrainConfig:
         if self.jit_compile not in (True, False, "auto"):
             raise ConfigError(
                 f'[train] jit_compile = {self.jit_compile!r}: use true, false or "auto"'
+            )
+        if self.report_model not in ("best", "last"):
+            raise ConfigError(
+                f'[train] report_model = {self.report_model!r}: use "best" or "last"'
             )
         if self.schedule not in SCHEDULES:
             raise ConfigError(

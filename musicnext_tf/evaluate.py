@@ -321,9 +321,11 @@ def split_for_model(prepared: PreparedDataset, split: str, genres: Sequence[str]
 
 
 def choose_model(run_dir: str | os.PathLike, which: str | None) -> str:
-    """ "best" or "last": the one asked for, else the best when the run kept one."""
+    """ "best" or "last": the one asked for, else the run's `[train] report_model` (the best by
+    default) when the run kept it, else the last."""
     if which is None:
-        which = "best" if model_file(run_dir, "best").exists() else "last"
+        preferred = load_run_config(run_dir).train.report_model
+        which = preferred if model_file(run_dir, preferred).exists() else "last"
     if which not in MODELS:
         raise RunError(f"--model must be one of {MODELS}, got {which!r}")
     if model_file(run_dir, which).exists():

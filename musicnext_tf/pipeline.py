@@ -43,10 +43,23 @@ def segment_count(split: SplitFeatures) -> int:
     return sum(np.load(path, mmap_mode="r").shape[0] for path in split.files)
 
 
+def crop_counts(split: SplitFeatures, train: TrainConfig) -> np.ndarray:
+    """Random crops per recording and epoch: `crops_per_recording` each, or, with
+    `balance_genres`, about as many in total but shared equally among the genres, so that a genre
+    with few recordings is seen as often as one with many."""
+    counts = np.full(len(split), train.crops_per_recording, np.int64)
+    if train.balance_genres and len(split):
+        genres, members = np.unique(split.labels, return_counts=True)
+        per_genre = train.crops_per_recording * len(split) / len(genres)
+        share = dict(zip(genres.tolist(), (per_genre / members).tolist()))
+        counts = np.array([max(1, round(share[label])) for label in split.labels.tolist()])
+    return counts
+
+
 def segments_per_epoch(split: SplitFeatures, train: TrainConfig) -> int:
     """Training segments in one epoch: every segment, or the random crops of every recording."""
     if train.crops_per_recording:
-        return len(split) * train.crops_per_recording
+        return int(crop_counts(split, train).sum())
     return segment_count(split)
 
 
@@ -149,9 +162,7 @@ def augment_segment(
     return segment
 
 
-def random_crops(
-    segments: tf.Tensor, count: int, seed: tf.Tensor, features: FeatureConfig
-) -> tf.Tensor:
+def random_crops(segments: tf.Tensor, count, seed: tf.Tensor, features: FeatureConfig) -> tf.Tensor:
     """`count` windows of `segment_frames` frames at uniformly random frame positions of a
     recording's contiguous log-mel (its entry's segments [n, frames, mels, 1] end to end)."""
     frames = features.segment_frames
@@ -184,7 +195,7 @@ def training_dataset(
     mean, which the model's standardisation maps to 0.
     """
     block = max(1, min(train.shuffle_buffer, segments_per_epoch(split, train)))
-    crops = train.crops_per_recording
+    crops = tf.constant(crop_counts(split, train), tf.int32) if train.crops_per_recording else None
 
     def one_epoch(epoch):
         epoch_seed = tf.stack([tf.constant(train.seed, tf.int64), epoch])
@@ -192,11 +203,11 @@ def training_dataset(
             tf.range(len(split.files)), seed=epoch_seed
         )
         clips = _clips(split, features, order)
-        if crops:
+        if crops is not None:
 
             def crop(segments, label, clip):
                 seed = tf.random.experimental.stateless_fold_in(epoch_seed, clip)
-                return random_crops(segments, crops, seed, features), label, clip
+                return random_crops(segments, crops[clip], seed, features), label, clip
 
             clips = clips.map(crop, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         segments = _segments(clips).map(lambda segment, label, clip: (segment, label))

@@ -586,7 +586,8 @@ def _finish(run: TrainingRun, progress: bool = True, export_base: str | Path | N
     if checkpoint is None:
         raise RunError(f"{run.run_dir}: no completed epoch to report ([train] epochs = 0?)")
     publish_models(run.run_dir, checkpoint)
-    which = "best" if run.state["best"] else "last"
+    wants_best = run.config.train.report_model == "best"
+    which = "best" if run.state["best"] and wants_best else "last"
     test = split_for_model(run.prepared, "test", run.genres)
     batch_size = run.config.train.batch_size
     baseline = run_baseline(run.prepared)
@@ -606,7 +607,7 @@ def _finish(run: TrainingRun, progress: bool = True, export_base: str | Path | N
         "epochs_completed": run.state["epochs_completed"],
         "model": which,
         "best_epoch": (run.state["best"] or {}).get("epoch"),
-        "best_metric": run.config.train.best_metric if run.state["best"] else None,
+        "best_metric": run.config.train.best_metric if which == "best" else None,
         "train_seconds": round(run.state["train_seconds"], 1),
         "sessions": len(run.state["sessions"]),
         "evaluation": [str(path.relative_to(run.run_dir)) for path in paths],

@@ -122,3 +122,55 @@ def test_figure_status_follows_the_comparison():
     assert Figure("f", "a", 0.8, target=0.85).status == "MISS"
     assert Figure("f", "a", 1.2, target=1.1, comparison="<=").status == "MISS"
     assert Figure("f", "a", 1.2).status == "info"
+
+
+def test_real_music_intervals_are_student_t_over_folds():
+    from benchmarks.real_music import mean_interval
+
+    mean, half = mean_interval([0.5, 0.7, 0.6])
+    assert mean == pytest.approx(0.6)
+    assert half == pytest.approx(4.302653 * 0.1 / np.sqrt(3), rel=1e-5)  # t(0.975, 2 dof)
+    assert mean_interval([0.4]) == (0.4, 0.0)
+
+
+def test_real_music_trains_each_fold_reports_both_and_reuses_finished_folds(tmp_path, capsys):
+    from helpers import write_timbre_dataset
+
+    from benchmarks import real_music
+
+    data = write_timbre_dataset(tmp_path / "data", clips_per_class=8)
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        "[audio]\nmin_seconds = 1.0\n"
+        "[features]\nn_fft = 512\nn_mels = 32\nsegment_frames = 64\n"
+        "[model]\ndepths = [1, 1]\nwidths = [8, 16]\n"
+        "[train]\nepochs = 2\nbatch_size = 8\n"
+    )
+    figures = real_music.run(str(data), 2, str(tmp_path / "work"), str(config))
+    rows = figures[0].details["folds"]
+    assert [row["fold"] for row in rows] == [0, 1]
+    for row, fold in zip(rows, (0, 1)):
+        metrics = json.loads((tmp_path / "work" / f"fold-{fold}" / "metrics.json").read_text())
+        assert row["musicnext"] == metrics["test_clip_accuracy"]
+        assert row["baseline"] == metrics["baseline_clip_accuracy"]
+    splits = [(tmp_path / "work" / f"fold-{k}" / "split.csv").read_text() for k in (0, 1)]
+    assert splits[0] != splits[1]  # each fold is another split
+    difference = figures[2]
+    assert difference.value == pytest.approx(
+        np.mean([row["musicnext"] - row["baseline"] for row in rows])
+    )
+    assert difference.status in ("PASS", "MISS") and figures[3].unit == "min"
+    capsys.readouterr()
+    again = real_music.run(str(data), 2, str(tmp_path / "work"), str(config))
+    assert again[0].details["folds"] == rows  # finished folds are reused, not retrained
+
+
+def test_real_music_needs_a_data_folder(capsys):
+    from benchmarks.run import parse_args
+
+    with pytest.raises(SystemExit):
+        parse_args(["--only", "real-music"])
+    assert "--data-dir" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_args(["--only", "real-music", "--data-dir", ".", "--folds", "0"])
+    assert "--folds" in capsys.readouterr().err

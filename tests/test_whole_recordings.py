@@ -4,6 +4,7 @@ schedule, plain-logit training metrics, the split on disk and the classical base
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import keras
@@ -15,9 +16,11 @@ from helpers import TIMBRES, timbre_clip, tiny_config
 
 from musicnext_tf import cli
 from musicnext_tf.config import ConfigError, FeatureConfig, ModelConfig, TrainConfig, resolve
+from musicnext_tf.evaluate import choose_model
 from musicnext_tf.model import build_model, training_model
 from musicnext_tf.pipeline import (
     augment_segment,
+    crop_counts,
     random_crops,
     steps_per_epoch,
     training_dataset,
@@ -76,6 +79,17 @@ def test_crops_per_recording_stream_is_seeded_by_epoch_and_resumable(recordings)
         np.testing.assert_array_equal(np.diff(segments[..., 0, 0], axis=1), 1)
         assert np.all(first_frames % 1000 <= np.array([8, 32, 0])[recording])
     assert not np.array_equal(np.sort(epochs[0].ravel()), np.sort(epochs[1].ravel()))
+
+
+def test_balanced_crops_share_an_epoch_equally_among_genres(recordings):
+    train = TrainConfig(crops_per_recording=4, batch_size=4)
+    split = SplitFeatures(
+        recordings.files * 2, np.array([0, 0, 0, 0, 0, 1], np.int32), list("abcdef")
+    )
+    assert crop_counts(split, train).tolist() == [4] * 6
+    balanced = crop_counts(split, dataclasses.replace(train, balance_genres=True))
+    assert balanced.tolist() == [2, 2, 2, 2, 2, 12]  # 24 crops: 10 + 12, about 12 per genre
+    assert steps_per_epoch(split, dataclasses.replace(train, balance_genres=True)) == 6
 
 
 def test_augmentation_masks_gain_and_flip():
@@ -193,12 +207,22 @@ def test_whole_recordings_train_with_crops_and_report_the_baseline(songs, tmp_pa
         songs,
         audio={"clip_rule": "full"},
         data={"validation_fraction": 0.17, "test_fraction": 0.34},
-        train={"epochs": 4, "crops_per_recording": 6, "schedule": "cosine", "weight_decay": 0.01},
+        train={
+            "epochs": 4,
+            "crops_per_recording": 6,
+            "balance_genres": True,
+            "schedule": "cosine",
+            "weight_decay": 0.01,
+            "report_model": "last",
+        },
     )
     run = tmp_path / "run"
     metrics = fit(config, run, progress=False)
     assert metrics["test_clip_accuracy"] >= 0.83  # 6 test songs, chance 0.33
     assert 0.0 <= metrics["baseline_clip_accuracy"] <= 1.0
+    # a validation split picks the best epoch, but the run reports (and defaults to) the last
+    assert metrics["model"] == "last" and metrics["best_epoch"] is not None
+    assert (run / "model_best.keras").exists() and choose_model(run, None) == "last"
     run_facts = json.loads((run / "run.json").read_text())
     assert run_facts["steps_per_epoch"] == -(-run_facts["clips"]["train"] * 6 // 8)
     # whole recordings: every segment of each song is in the cache
