@@ -208,9 +208,7 @@ class TrainConfig:
                 f'[train] jit_compile = {self.jit_compile!r}: use true, false or "auto"'
             )
         if self.report_model not in ("best", "last"):
-            raise ConfigError(
-                f'[train] report_model = {self.report_model!r}: use "best" or "last"'
-            )
+            raise ConfigError(f'[train] report_model = {self.report_model!r}: use "best" or "last"')
         if self.schedule not in SCHEDULES:
             raise ConfigError(
                 f"[train] schedule = {self.schedule!r} is not one of {list(SCHEDULES)}"
