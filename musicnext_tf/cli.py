@@ -580,10 +580,22 @@ def _fit(args) -> int:
         f"\n{config.data.name}: {metrics['model']} model{best}: test clip accuracy "
         f"{metrics['test_clip_accuracy']:.4f}, segment accuracy "
         f"{metrics['test_segment_accuracy']:.4f}, loss {metrics['test_loss']:.4f} after "
-        f"{epochs} epoch{'s' if epochs != 1 else ''}\nrun folder: {run_dir}"
+        f"{epochs} epoch{'s' if epochs != 1 else ''}"
+        + _baseline_line(metrics)
+        + f"\nrun folder: {run_dir}"
         + (f"\nSavedModel: {metrics['export']}" if metrics.get("export") else "")
     )
     return 0
+
+
+def _baseline_line(metrics: dict) -> str:
+    """The classical floor beside the model's figures, when the run could train it."""
+    if metrics.get("baseline_clip_accuracy") is None:
+        return ""
+    return (
+        "\nclassical baseline (MFCC statistics + logistic regression) on the same split: clip "
+        f"accuracy {metrics['baseline_clip_accuracy']:.4f}"
+    )
 
 
 def _evaluate(args) -> int:

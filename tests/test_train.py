@@ -139,7 +139,9 @@ def test_cli_fit_on_a_folder_dataset(timbre_root, tmp_path, capsys):
     ) == (1, 16, 5, 3)
     assert config.train.learning_rate == 0.002 and config.model.widths == [8]
     assert config.data.split_seed == 5  # --seed also seeds the split unless --split-seed is given
-    assert "test clip accuracy" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "test clip accuracy" in out
+    assert "classical baseline (MFCC statistics + logistic regression) on the same split" in out
 
 
 def test_cli_errors_name_the_problem_and_the_fix(tmp_path, capsys):

@@ -240,6 +240,7 @@ def test_whole_recordings_train_with_crops_and_report_the_baseline(songs, tmp_pa
     assert all(row["status"] == "kept" for row in rows)
     assert {row["genre"] for row in rows} == set(TIMBRES)
     assert (run / "logs" / "test").is_dir()
+    capsys.readouterr()
     assert cli.main(["baseline", str(run), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "classical baseline" in out and "the run's model: clip accuracy" in out
