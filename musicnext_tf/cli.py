@@ -574,7 +574,11 @@ def _fit(args) -> int:
             f"{metrics['epochs_completed']}; the chief writes {run_dir}"
         )
         return 0
-    best = f" (best epoch {metrics['best_epoch']})" if metrics.get("best_epoch") else ""
+    best = ""
+    if metrics.get("best_epoch"):
+        best = f" (best epoch {metrics['best_epoch']})"
+        if metrics["model"] == "last":  # [train] report_model = "last"
+            best = f" (reported by [train] report_model; the best validation epoch was {metrics['best_epoch']})"
     epochs = metrics["epochs_completed"]
     print(
         f"\n{config.data.name}: {metrics['model']} model{best}: test clip accuracy "
