@@ -25,7 +25,6 @@ import logging
 import os
 import re
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +32,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from musicnext_tf.files import atomic_write, sync_tree, write_json
+from musicnext_tf.files import atomic_write, staging_directory, sync_tree, write_json
 from musicnext_tf.inference import ClipClassifier, TrainedModel, load_trained_model, min_samples
 
 DEFAULT_BASE = "saved_models"
@@ -92,7 +91,7 @@ def export_model(trained: TrainedModel, model_dir: str | os.PathLike) -> Path:
     with _export_lock(model_dir):
         for stale in model_dir.glob(f"{STAGING_PREFIX}*"):
             shutil.rmtree(stale, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(dir=model_dir, prefix=STAGING_PREFIX))
+        staging = staging_directory(model_dir, STAGING_PREFIX)
         try:
             write_saved_model(trained, staging)
             sync_tree(staging)
@@ -136,6 +135,7 @@ def describe(trained: TrainedModel) -> dict:
         "n_fft": features.n_fft,
         "hop_length": features.hop_length,
         "min_waveform_samples": min_samples(features),
+        "fft_dtype": features.fft_dtype,
         "signatures": list(SIGNATURES),
         "architecture": trained.config.model.architecture,
         "head": trained.config.model.head,

@@ -1,4 +1,10 @@
-"""Crash-safe file writing: everything we write appears whole or not at all."""
+"""Crash-safe file writing: everything we write appears whole or not at all.
+
+Temporary files and folders (`tempfile.mkstemp` / `mkdtemp`) are private (0600 / 0700); before
+one is renamed into place it gets the mode a plain `open()` or `mkdir()` would have given it
+(0644 / 0755 under the usual umask 022), so a model server or a colleague running as another user
+can read what we publish.
+"""
 
 from __future__ import annotations
 
@@ -16,20 +22,51 @@ from pathlib import Path
 import numpy as np
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Writes `data` to a temporary file beside `path`, flushes it to disk, then renames it into
-    place, so that readers (and a rerun after a crash or kill -9) never see a partial file."""
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system tells it (Linux)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read by setting, and put it back at once
+    os.umask(mask)
+    return mask
+
+
+def public_mode(directory: bool = False) -> int:
+    """The mode `open()` (0666) or `mkdir()` (0777) gives under the current umask."""
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
+@contextlib.contextmanager
+def atomic_file(
+    path: str | os.PathLike, prefix: str = ".tmp-", suffix: str | None = None
+) -> Iterator[io.BufferedWriter]:
+    """Yields a binary file to write; when the block ends without error the file is flushed to
+    disk, given the mode of a normal write and renamed to `path` in one step, so that readers (and
+    a rerun after a crash or kill -9) never see a partial file. On error it is removed. The
+    temporary file is `prefix...suffix` beside `path` (suffix defaults to `path`'s)."""
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    suffix = path.suffix if suffix is None else suffix
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
     try:
         with os.fdopen(handle, "wb") as file:
-            file.write(data)
+            yield file
             file.flush()
+            os.fchmod(file.fileno(), public_mode())
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Writes `data` to `path` atomically, with the mode of a normal write (see `atomic_file`)."""
+    with atomic_file(path) as file:
+        file.write(data)
 
 
 def write_json(path: str | os.PathLike, values) -> None:
@@ -73,6 +110,14 @@ def sync_tree(folder: str | os.PathLike, recursive: bool = True) -> None:
     _fsync(folder)
 
 
+def staging_directory(parent: str | os.PathLike, prefix: str) -> Path:
+    """A new empty folder in `parent` (named `prefix` + a random part) with the mode of a normal
+    `mkdir`, to be filled and then renamed into place."""
+    folder = Path(tempfile.mkdtemp(dir=parent, prefix=prefix))
+    folder.chmod(public_mode(directory=True))
+    return folder
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     """Yields an empty temporary folder beside `path` to fill; when the block ends without error,
@@ -80,7 +125,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     exists complete or not at all (a kill -9 leaves only a `.tmp-*` folder to delete). On error the
     temporary folder is removed. `path` must not exist yet."""
     path = Path(path)
-    temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=".tmp-"))
+    temporary = staging_directory(path.parent, ".tmp-")
     try:
         yield temporary
         sync_tree(temporary)

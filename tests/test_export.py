@@ -233,6 +233,46 @@ def test_versions_only_go_up_and_describe_the_model(tiny_run, tmp_path):
         export_run(tiny_run, base=tmp_path / "file")
 
 
+def modes_below(folder: Path) -> dict[str, int]:
+    """{relative path: permission bits} of `folder` and everything below it."""
+    return {
+        str(path.relative_to(folder)): path.stat().st_mode & 0o777
+        for path in [folder, *folder.rglob("*")]
+    }
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_exports_get_the_modes_of_a_normal_write(tiny_run, tmp_path, umask):
+    """A model server running as another user must read the model: folders 0755 and files 0644
+    under umask 022 (what `mkdir` and `open` give), and the umask is respected."""
+    previous = os.umask(umask)
+    try:
+        version = export_run(tiny_run, base=tmp_path / "saved_models")
+    finally:
+        os.umask(previous)
+    modes = modes_below(tmp_path / "saved_models")
+    assert {"folder/1/assets.extra/genres.txt", "folder/1/variables/variables.index"} <= set(modes)
+    for name, mode in modes.items():
+        expected = 0o777 if (tmp_path / "saved_models" / name).is_dir() else 0o666
+        assert mode == expected & ~umask, (name, oct(mode))
+    assert version.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_run_folders_are_readable_by_other_users(tiny_run):
+    """Everything `fit` wrote (configs, metrics, checkpoints, evaluation, feature cache) has the
+    mode of a normal write under the session's umask (022: readable by all)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for folder in (tiny_run, tiny_run.parent / "cache"):
+        modes = modes_below(folder)
+        assert "config.json" in modes or "features" in modes
+        for name, mode in modes.items():
+            if (folder / name).name == ".lock":
+                continue
+            expected = 0o777 if (folder / name).is_dir() else 0o666
+            assert mode == expected & ~mask, (folder / name, oct(mode))
+
+
 # Stops the export after the SavedModel is completely written into its temporary folder, just
 # before it would be renamed to its version number, and waits there to be killed.
 KILLED_EXPORT = """

@@ -21,12 +21,13 @@ import math
 import os
 import pathlib
 import re
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import soundfile
+
+from musicnext_tf.files import atomic_file
 
 #: Bump when the audio a given (genre, seed, clip index) produces changes, so old caches regenerate.
 GENERATOR_VERSION = "musicnext-demo-synth 1"
@@ -1129,20 +1130,10 @@ def _is_complete(path: pathlib.Path, frames: int, sr: int, size: int) -> bool:
 
 
 def _atomic_write(path: pathlib.Path, write: Callable[[object], None]) -> None:
-    """Calls `write(file)` on a hidden temporary file beside `path`, syncs it, then renames it
-    into place, so a crash never leaves a half-written file under the final name."""
-    handle, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP_SUFFIX
-    )
-    try:
-        with os.fdopen(handle, "wb") as file:
-            write(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        pathlib.Path(temporary).unlink(missing_ok=True)
-        raise
+    """Calls `write(file)` on a hidden temporary file beside `path` that is renamed into place when
+    complete (`files.atomic_file`); leftovers of killed runs end in `_TEMP_SUFFIX`."""
+    with atomic_file(path, prefix=f".{path.name}.", suffix=_TEMP_SUFFIX) as file:
+        write(file)
 
 
 def _remove_stale_temporaries(folder: pathlib.Path) -> None:
