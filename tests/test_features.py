@@ -71,15 +71,30 @@ def test_mel_filterbank_matches_librosa(sr, n_fft, n_mels, fmin, fmax):
     np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-6 * np.abs(reference).max())
 
 
-def test_log_mel_matches_librosa_on_real_looking_audio(rng):
-    layer = LogMelSpectrogram()
+def test_float64_log_mel_matches_librosa_on_real_looking_audio(rng):
+    """The float64 FFT against librosa's float64 STFT: every bin, near-silent ones included."""
+    layer = LogMelSpectrogram(fft_dtype="float64")
     for name, signal in reference_signals(rng).items():
-        waveform = signal.astype(np.float32)
-        ours = layer(waveform[None])[0].numpy()
-        reference = librosa_log_mel(waveform)
+        ours = layer(signal.astype(np.float32)[None])[0].numpy()
+        reference = librosa_log_mel(signal.astype(np.float32).astype(np.float64))
         assert ours.shape == reference.shape == (2584, 128), name
         assert ours.dtype == np.float32
         assert relative_error(ours, reference) <= 1e-4, name
+
+
+def test_default_float32_log_mel_matches_librosa_and_float64_where_audible(rng):
+    """The default float32 FFT against librosa's default (float32 audio: a float32 STFT) and our
+    float64 path: within 0.01 dB (measured at most 2e-3 dB) in every bin within 80 dB of the
+    clip's loudest; only bins near the float32 round-off floor (~135 dB down) differ more."""
+    float32, float64 = LogMelSpectrogram(), LogMelSpectrogram(fft_dtype="float64")
+    assert float32.fft_dtype == "float32"
+    for name, signal in reference_signals(rng).items():
+        waveform = signal.astype(np.float32)[None]
+        ours = float32(waveform)[0].numpy()
+        precise = float64(waveform)[0].numpy()
+        audible = precise >= precise.max() - 80.0
+        assert np.abs(ours - librosa_log_mel(waveform[0]))[audible].max() <= 0.01, name
+        assert np.abs(ours - precise)[audible].max() <= 0.01, name
 
 
 def test_log_mel_matches_librosa_with_other_settings(rng):
@@ -124,14 +139,6 @@ def test_uncentred_frames_of_a_padded_signal_equal_the_centred_frames(rng):
     np.testing.assert_allclose(uncentred(padded)[0].numpy(), centred, rtol=1e-6, atol=1e-5)
     piece = uncentred(padded[:, 100 * 256 : 100 * 256 + 49 * 256 + 2048])[0].numpy()
     np.testing.assert_allclose(piece, centred[100:150], rtol=1e-6, atol=1e-5)
-
-
-def test_float32_fft_option_is_close_but_coarser(rng):
-    waveform = (0.5 * np.sin(2 * np.pi * 440 * np.arange(10 * SR) / SR)).astype(np.float32)
-    reference = librosa_log_mel(waveform)
-    fast = LogMelSpectrogram(fft_dtype="float32")(waveform[None])[0].numpy()
-    # float32 round-off shows only in bins ~135 dB below the peak: within 1 dB there
-    assert np.max(np.abs(fast - reference)) < 1.0
 
 
 def test_segment_cuts_consecutive_whole_segments(rng):
