@@ -2,23 +2,23 @@
 
     logs/train/        epoch_loss, epoch_accuracy, epoch_learning_rate, epoch_lsoftmax_lambda (any
                        other training log too) and a histogram of every weight, per epoch
-    logs/test/         at the last epoch: the selected model's test accuracies and loss, and the
-                       classical baseline's clip accuracy and macro F1 on the same split
     logs/validation/   the validation entries of the logs (epoch_loss, epoch_accuracy, ...) and,
                        when the run has a validation split, its clip-level confusion matrix in
                        percent (an image and a table), per epoch
-    logs/              the run's hyperparameters (hparams plugin: runs with different heads and
-                       margins compare in one table), a few input log-mel segments as images, and
-                       an embedding projector of the test clips' pooled features with their genres
+    logs/              the run's hyperparameters and, at the end, its results for the hparams
+                       dashboard (`FINAL_METRICS`: the reported model's validation and test
+                       accuracies and loss, the classical baseline's, at the last epoch), so runs
+                       with different heads and margins compare in one table; a few input log-mel
+                       segments as images; an embedding projector of the test clips' pooled
+                       features with their genres
 
-Steps are epoch indices (0-based, as in Keras), so a resumed run continues its curves. The logger
+Steps are epoch numbers counted from 1, as in `history.csv`, so a resumed run continues its curves. The logger
 writes its own summaries instead of using `keras.callbacks.TensorBoard`: it keeps one writer per
 folder (TensorBoard reads a folder's event files one after the other, so a second writer in the
 same folder hides data from a live TensorBoard) and flushes every epoch, so a killed run loses
 nothing that a resumed run will not write again.
 
-View it with `tensorboard --logdir RUN_DIR/logs` (or the parent of several run folders);
-the projector tab needs `--load_fast=false`.
+View it with `tensorboard --logdir RUN_DIR/logs` (or the parent of several run folders).
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from musicnext_tf.config import ExperimentConfig, FeatureConfig
+from musicnext_tf.audio import CLIP_RULES
+from musicnext_tf.config import SCHEDULES, STANDARD_SIZES, ExperimentConfig, FeatureConfig
 from musicnext_tf.evaluate import clip_probabilities, predict_segments, softmax
 from musicnext_tf.layers import LSoftmax
 from musicnext_tf.model import embedding_model
@@ -228,11 +229,51 @@ def run_hparams(config: ExperimentConfig) -> dict[str, str | int | float]:
     }
 
 
+# The hparams dashboard's metric columns: the run's results, written at the end into logs/ itself.
+# TensorBoard looks for a metric in the folder of the run's hparams joined with the metric's group,
+# which with `--logdir RUN/logs` is "./validation", a name it never matches, so the results sit
+# beside the hparams (group ""), where both `--logdir RUN/logs` and a parent folder find them.
+FINAL_METRICS = {
+    "validation_clip_accuracy": "validation clip accuracy of the reported model's epoch",
+    "validation_segment_accuracy": "validation segment accuracy of the reported model's epoch",
+    "validation_loss": "validation loss of the reported model's epoch",
+    "test_clip_accuracy": "test clip accuracy of the reported model",
+    "test_segment_accuracy": "test segment accuracy of the reported model",
+    "test_loss": "test loss of the reported model",
+    "baseline_clip_accuracy": "the classical MFCC baseline's test clip accuracy",
+    "baseline_macro_f1": "the classical MFCC baseline's test macro F1",
+}
+RESULTS_SUFFIX = ".results"  # the events file of the final results: written once per run
+
+
+def hparams_domains() -> dict[str, list[str]]:
+    """The allowed values of the hparams that take one of a few names (filters in the table)."""
+    return {
+        "architecture": sorted(STANDARD_SIZES),
+        "head": ["lsoftmax", "softmax"],
+        "elu_position": ["after_depthwise", "after_expand"],
+        "schedule": list(SCHEDULES),
+        "clip_rule": list(CLIP_RULES),
+    }
+
+
 def write_hparams(writer, config: ExperimentConfig, trial_id: str) -> None:
+    """The run's hyperparameters, and the table's columns: every hparam (with its allowed values
+    where they are few) and the results of `FINAL_METRICS`."""
     from tensorboard.plugins.hparams import api as hp
 
+    values = run_hparams(config)
+    domains = hparams_domains()
+    columns = [
+        hp.HParam(name, hp.Discrete(domains[name]) if name in domains else None) for name in values
+    ]
+    metrics = [
+        hp.Metric(tag, display_name=tag, description=description)
+        for tag, description in FINAL_METRICS.items()
+    ]
     with writer.as_default():
-        hp.hparams(run_hparams(config), trial_id=trial_id)
+        hp.hparams_config(hparams=columns, metrics=metrics)
+        hp.hparams(values, trial_id=trial_id)
 
 
 def clip_embeddings(
@@ -328,31 +369,32 @@ class TensorBoardLogger(keras.callbacks.Callback):
             root.flush()
 
     def on_epoch_end(self, epoch, logs=None):
-        self._write_epoch_scalars(logs or {}, epoch)
+        step = epoch + 1  # Keras counts epochs from 0, history.csv and TensorBoard from 1
+        self._write_epoch_scalars(logs or {}, step)
         if self.histograms:
-            write_weight_histograms(self.writers[TRAIN_RUN], self.classifier, epoch)
-        self._write_validation_confusion(epoch)
+            write_weight_histograms(self.writers[TRAIN_RUN], self.classifier, step)
+        self._write_validation_confusion(step)
         self.writers.flush()
 
-    def _write_epoch_scalars(self, logs: dict, epoch: int) -> None:
+    def _write_epoch_scalars(self, logs: dict, step: int) -> None:
         train, validation = split_epoch_logs(logs)
         learning_rate = self.model.optimizer.learning_rate
         train["learning_rate"] = float(keras.ops.convert_to_numpy(learning_rate))
         head = self.classifier.get_layer("head")
         if isinstance(head, LSoftmax):
             train.setdefault("lsoftmax_lambda", float(head.current_lambda))
-        write_scalars(self.writers[TRAIN_RUN], train, epoch)
+        write_scalars(self.writers[TRAIN_RUN], train, step)
         if validation:
-            write_scalars(self.writers[VALIDATION_RUN], validation, epoch)
+            write_scalars(self.writers[VALIDATION_RUN], validation, step)
 
-    def _write_validation_confusion(self, epoch: int) -> None:
+    def _write_validation_confusion(self, step: int) -> None:
         split = self.prepared.split("validation")
         if not len(split):
             return  # a run without a validation split
         train = self.config.train
         predicted = clip_predictions(self.classifier, split, self.config.features, train.batch_size)
         write_confusion_matrix(
-            self.writers[VALIDATION_RUN], split.labels, predicted, self.prepared.genres, epoch
+            self.writers[VALIDATION_RUN], split.labels, predicted, self.prepared.genres, step
         )
 
     def on_train_end(self, logs=None):
@@ -368,29 +410,30 @@ class TensorBoardLogger(keras.callbacks.Callback):
         self.writers.close()
 
 
-TEST_RUN = "test"
-TEST_METRICS = (
-    "test_clip_accuracy",
-    "test_segment_accuracy",
-    "test_loss",
-    "baseline_clip_accuracy",
-    "baseline_macro_f1",
-)
+def final_results(metrics: dict) -> dict[str, float]:
+    """The `FINAL_METRICS` of a finished run's `metrics.json` values; the validation figures are
+    the history's at the reported model's epoch (absent without a validation split)."""
+    results = {name: metrics.get(name) for name in FINAL_METRICS}
+    history = metrics.get("history", {})
+    reported = metrics.get("best_epoch") if metrics.get("model") == "best" else None
+    index = (reported or metrics["epochs_completed"]) - 1
+    for name in ("clip_accuracy", "segment_accuracy", "loss"):
+        values = history.get(f"val_{name}") or []
+        results[f"validation_{name}"] = values[index] if 0 <= index < len(values) else None
+    return {name: float(value) for name, value in results.items() if value is not None}
 
 
-def write_test_results(run_dir: str | Path, metrics: dict) -> None:
-    """`logs/test`, once: the selected model's test figures and the classical baseline's on the
-    same split (tags as in `metrics.json`), at the last epoch, where TensorBoard's hparams table
-    shows them beside the run's hyperparameters and the scalars tab beside the curves."""
-    folder = Path(run_dir) / LOGS / TEST_RUN
-    if folder.exists():
+def write_final_results(run_dir: str | Path, metrics: dict) -> None:
+    """Writes the run's `final_results` into `RUN_DIR/logs` once, at its last epoch, where the
+    hparams dashboard shows them beside the run's hyperparameters and the scalars tab beside
+    the curves."""
+    folder = Path(run_dir) / LOGS
+    if any(folder.glob(f"*{RESULTS_SUFFIX}")):
         return
-    step = max(metrics["epochs_completed"] - 1, 0)
-    writer = tf.summary.create_file_writer(str(folder))
+    writer = tf.summary.create_file_writer(str(folder), filename_suffix=RESULTS_SUFFIX)
     with writer.as_default():
-        for name in TEST_METRICS:
-            if metrics.get(name) is not None:
-                tf.summary.scalar(name, metrics[name], step=step)
+        for name, value in final_results(metrics).items():
+            tf.summary.scalar(name, value, step=metrics["epochs_completed"])
     writer.close()
 
 

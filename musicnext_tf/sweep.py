@@ -17,9 +17,8 @@ and tables 6-7), and a changed setting (say `--epochs`) gives new cells instead 
 A finished cell is never trained again, an interrupted one continues where it stopped
 (`train.resume`), so an interrupted sweep continues when the same command is run again.
 
-Every cell logs its hyperparameters to TensorBoard (`monitor`), and the sweep adds the cell's test
-metrics under `logs/test`, so `tensorboard --logdir SWEEP_DIR/cells` compares all cells in one
-hparams table.
+Every cell logs its hyperparameters and its final results to TensorBoard (`monitor`), so
+`tensorboard --logdir SWEEP_DIR/cells` compares all cells in one hparams table.
 
 This module imports no TensorFlow until a sweep runs, so `musicnext-tf sweep --help` stays fast.
 """
@@ -342,6 +341,7 @@ def run_cells(
         (each cell's metrics.json, counts of the cells "started", "resumed" and "reused").
     """
     from musicnext_tf import train
+    from musicnext_tf.monitor import write_final_results
 
     counts = {"started": 0, "resumed": 0, "reused": 0}
     all_metrics = []
@@ -359,17 +359,9 @@ def run_cells(
             counts["started"] += 1
             say(f"{where}: training")
             metrics = train.fit(cell.config, cell.run_dir, progress, strict, export_base=None)
-        write_test_summary(cell.run_dir, metrics)
+        write_final_results(cell.run_dir, metrics)  # once; `fit` does it too
         all_metrics.append(metrics)
     return all_metrics, counts
-
-
-def write_test_summary(run_dir: Path, metrics: dict) -> None:
-    """Logs a finished cell's test metrics to RUN_DIR/logs/test (once; `fit` does it too), where
-    TensorBoard's hparams table shows them beside the cell's hyperparameters."""
-    from musicnext_tf.monitor import write_test_results
-
-    write_test_results(run_dir, metrics)
 
 
 def sweep_folder(

@@ -51,7 +51,7 @@ from musicnext_tf.files import write_csv, write_json
 from musicnext_tf.layers import LSoftmax
 from musicnext_tf.losses import LSoftmaxLoss
 from musicnext_tf.model import build_model, needs_labels, training_model
-from musicnext_tf.monitor import tensorboard_callbacks, write_test_results
+from musicnext_tf.monitor import tensorboard_callbacks, write_final_results
 from musicnext_tf.pipeline import feature_statistics, steps_per_epoch, training_dataset
 from musicnext_tf.prepare import PreparedDataset, SplitFeatures, prepare
 from musicnext_tf.run_folder import (
@@ -613,7 +613,7 @@ def _finish(run: TrainingRun, progress: bool = True, export_base: str | Path | N
         "evaluation": [str(path.relative_to(run.run_dir)) for path in paths],
         "history": {key: [row.get(key) for row in history] for key in keys},
     }
-    write_test_results(run.run_dir, metrics)
+    write_final_results(run.run_dir, metrics)
     if export_base is not None:  # the run is finished but for metrics.json: a kill exports again
         metrics["export"] = str(export_run(run.run_dir, export_base, which=which))
     write_json(run.run_dir / "metrics.json", metrics)

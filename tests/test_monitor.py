@@ -133,6 +133,9 @@ def clip_means(classifier, split) -> tuple[np.ndarray, np.ndarray]:
     return np.array(probabilities), np.array(pooled)
 
 
+EPOCH_STEPS = list(range(1, EPOCHS + 1))  # numbered as in history.csv
+
+
 def test_logger_matches_an_independent_recomputation(timbre_root, cache_dir, tmp_path):
     config = run_config(timbre_root, cache_dir)
     prepared = prepare(datasets.load_index(config), config, progress=False)
@@ -156,7 +159,7 @@ def test_logger_matches_an_independent_recomputation(timbre_root, cache_dir, tmp
         validation.labels, probabilities.argmax(axis=1), labels=[0, 1, 2], normalize="true"
     )
     images = read_events(tmp_path / "logs" / "validation")[monitor.CONFUSION_TAG]
-    assert [step for step, _ in images] == list(range(EPOCHS))
+    assert [step for step, _ in images] == EPOCH_STEPS
     width, height, last_png = images[-1][1][0], images[-1][1][1], images[-1][1][2]
     assert (int(width), int(height)) == (255, 255)  # 3 genres x 85-pixel cells
     np.testing.assert_array_equal(
@@ -298,7 +301,7 @@ def test_tensorboard_serves_the_epoch_scalars(server, runs):
     assert set(expected) <= set(tags)
     for tag, values in expected.items():
         points = server.get_json("/data/plugin/scalars/scalars", run="train", tag=tag)
-        assert [step for _, step, _ in points] == list(range(EPOCHS)), tag
+        assert [step for _, step, _ in points] == EPOCH_STEPS, tag
         np.testing.assert_allclose([value for *_, value in points], values, rtol=1e-6)
     validation_keys = [key for key in history if key.startswith("val_")]
     for key in validation_keys:  # present once fit validates on the validation split
@@ -314,7 +317,7 @@ def test_tensorboard_serves_the_images_and_the_confusion_table(server):
     entries = server.get_json(
         "/data/plugin/images/images", run="validation", tag=monitor.CONFUSION_TAG, sample=0
     )
-    assert [entry["step"] for entry in entries] == list(range(EPOCHS))
+    assert [entry["step"] for entry in entries] == EPOCH_STEPS
     png = server.get(
         "/data/plugin/images/individualImage", **urllib.parse.parse_qs(entries[-1]["query"])
     )
@@ -327,7 +330,7 @@ def test_tensorboard_serves_the_images_and_the_confusion_table(server):
     texts = server.get_json(
         "/data/plugin/text/text", run="validation", tag=monitor.CONFUSION_TABLE_TAG
     )
-    assert [entry["step"] for entry in texts] == list(range(EPOCHS))
+    assert [entry["step"] for entry in texts] == EPOCH_STEPS
     numbers = [float(n) for n in re.findall(r"<td>(\d+\.\d)</td>", texts[-1]["text"])]
     np.testing.assert_allclose(np.reshape(numbers, (3, 3)), shown, atol=1.0)
 
@@ -337,7 +340,7 @@ def test_tensorboard_serves_weight_histograms(server):
     assert {"stem_conv/kernel", "stage_1_block_0_pointwise_conv_2/kernel", "head/kernel"} <= tags
     assert not any("anneal_step" in tag for tag in tags)  # an integer counter, not a weight
     points = server.get_json("/data/plugin/histograms/histograms", run="train", tag="head/kernel")
-    assert [point[1] for point in points] == list(range(EPOCHS))
+    assert [point[1] for point in points] == EPOCH_STEPS
 
 
 def test_tensorboard_serves_the_embedding_projector(server, runs):
@@ -368,7 +371,7 @@ def hparams_tables(server: Server) -> tuple[dict, list]:
             "experimentName": "",
             "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_RUNNING"],
             "colParams": [{"hparam": name} for name in ("architecture", "head", "margin")]
-            + [{"metric": {"group": "train", "tag": "epoch_accuracy"}}],
+            + [{"metric": {"group": "", "tag": "test_clip_accuracy"}}],
             "startIndex": 0,
             "sliceSize": 10,
         },
@@ -378,13 +381,36 @@ def hparams_tables(server: Server) -> tuple[dict, list]:
 
 
 def test_tensorboard_serves_the_hyperparameters(server, runs):
-    config, _ = runs[1]["musicnext"]
+    config, metrics = runs[1]["musicnext"]
     infos, groups = hparams_tables(server)
     assert set(monitor.run_hparams(config)) == set(infos)
+    assert infos["head"]["domainDiscrete"] == ["lsoftmax", "softmax"]
     (group,) = groups
     assert group["name"] == "musicnext"
     assert (group["hparams"]["architecture"], group["hparams"]["head"]) == ("musicnext", "lsoftmax")
     assert group["hparams"]["margin"] == 2 and group["hparams"]["depths"] == "1:1"
+
+    # the metric columns, with --logdir RUN/logs: the run's results beside its settings
+    experiment = server.post_json("/data/plugin/hparams/experiment", {"experimentName": ""})
+    declared = {(m["name"]["group"], m["name"]["tag"]) for m in experiment["metricInfos"]}
+    assert declared == {("", tag) for tag in monitor.FINAL_METRICS}
+    shown = {value["name"]["tag"]: value["value"] for value in group["metricValues"]}
+    history = metrics["history"]
+    assert metrics["model"] == "best"
+    best = metrics["best_epoch"] - 1
+    expected = {
+        "test_clip_accuracy": metrics["test_clip_accuracy"],
+        "test_segment_accuracy": metrics["test_segment_accuracy"],
+        "test_loss": metrics["test_loss"],
+        "baseline_clip_accuracy": metrics["baseline_clip_accuracy"],
+        "validation_clip_accuracy": history["val_clip_accuracy"][best],
+        "validation_loss": history["val_loss"][best],
+    }
+    assert set(expected) <= set(shown), shown
+    for name, value in expected.items():
+        assert shown[name] == pytest.approx(value, rel=1e-6), name
+    points = server.get_json("/data/plugin/scalars/scalars", run=".", tag="test_clip_accuracy")
+    assert [step for _, step, _ in points] == [metrics["epochs_completed"]] == [EPOCHS]
 
 
 def test_runs_with_different_networks_and_heads_compare_in_one_table(runs, tmp_path):
@@ -394,7 +420,7 @@ def test_runs_with_different_networks_and_heads_compare_in_one_table(runs, tmp_p
     with tensorboard(parent, expected, tmp_path) as server:
         infos, groups = hparams_tables(server)
     assert sorted(infos["head"]["domainDiscrete"]) == ["lsoftmax", "softmax"]
-    assert sorted(infos["architecture"]["domainDiscrete"]) == ["convnext", "musicnext"]
+    assert sorted(infos["architecture"]["domainDiscrete"]) == ["convnext", "musicnext", "resnet"]
     by_name = {group["name"]: group for group in groups}
     assert set(by_name) == {"musicnext", "convnext"}
     for name, (_, metrics) in results.items():
@@ -402,6 +428,7 @@ def test_runs_with_different_networks_and_heads_compare_in_one_table(runs, tmp_p
             (metric["name"]["group"], metric["name"]["tag"]): metric["value"]
             for metric in by_name[name]["metricValues"]
         }
-        last = metrics["history"]["accuracy"][-1]
-        assert values[("train", "epoch_accuracy")] == pytest.approx(last, rel=1e-6)
+        assert values[("", "test_clip_accuracy")] == pytest.approx(
+            metrics["test_clip_accuracy"], rel=1e-6
+        )
         assert by_name[name]["hparams"]["head"] == ("softmax" if name == "convnext" else "lsoftmax")

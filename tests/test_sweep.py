@@ -216,11 +216,11 @@ def test_cells_log_their_test_metrics_for_tensorboards_hparams_table(demo_sweep)
     _, sweep_dir, _ = demo_sweep
     (cell,) = (sweep_dir / "cells").glob("resnet-softmax-*")
     metrics = json.loads((cell / "metrics.json").read_text())
-    events = EventAccumulator(str(cell / "logs" / "test"))
+    events = EventAccumulator(str(cell / "logs"))
     events.Reload()
     for key in ("test_clip_accuracy", "test_segment_accuracy", "test_loss"):
         (event,) = events.Tensors(key)
-        assert event.step == EPOCHS - 1
+        assert event.step == EPOCHS
         assert float(make_ndarray(event.tensor_proto)) == pytest.approx(metrics[key], rel=1e-6)
 
 
