@@ -19,6 +19,8 @@ from musicnext_tf.config import (
 )
 
 DEFAULT_EXPORT_BASE = "saved_models"  # as musicnext_tf.export.DEFAULT_BASE, without importing TF
+DEFAULT_LITERT_BASE = "litert_models"
+QUANTIZATIONS = ("none", "float16", "dynamic-int8")  # as musicnext_tf.litert.QUANTIZATIONS
 
 EPILOG = """\
 examples:
@@ -31,6 +33,7 @@ examples:
   musicnext-tf baseline runs/gtzan-20250101-120000       the classical floor on the same split
   musicnext-tf predict runs/gtzan-20250101-120000 ~/music/new --output genres.csv
   musicnext-tf export runs/gtzan-20250101-120000         saved_models/gtzan/<next version>/
+  musicnext-tf export runs/gtzan-20250101-120000 --format litert --quantize float16
 """
 
 
@@ -205,21 +208,35 @@ def _add_evaluate_parser(commands) -> None:
 def _add_export_parser(commands) -> None:
     export = commands.add_parser(
         "export",
-        help="write a run's model as a SavedModel for TensorFlow Serving",
+        help="write a run's model as a SavedModel for TensorFlow Serving, or for LiteRT",
         description=(
             "Export a run's model as BASE/NAME/VERSION/ (saved_model.pb, variables/, assets/) in "
             "TF Serving's layout, VERSION being one more than the highest there. Signatures: "
             "serving_default (log-mel segments -> probabilities, class_id, genre), waveform "
-            "(mono audio at the run's sample rate -> the same per clip, and embedding) and "
-            "embedding (segments -> pooled features); see saved_models/README.md."
+            "(audio [batch, samples, channels] at a sample_rate -> the same per clip, and "
+            "embedding), wav (WAV file bytes -> as waveform) and embedding (segments -> pooled "
+            "features); see saved_models/README.md. With --format litert: BASE/NAME/NAME.tflite "
+            "(signatures mel and waveform, mono at the run's rate) and labels.txt."
         ),
     )
     _add_trained_model(export, "RUN_DIR")
     export.add_argument("--name", help="model name, the folder under BASE (default: the dataset)")
     export.add_argument(
         "--base",
-        default=DEFAULT_EXPORT_BASE,
-        help=f"folder of the exported models (default: {DEFAULT_EXPORT_BASE})",
+        help=f"folder of the exported models (default: {DEFAULT_EXPORT_BASE}, or "
+        f"{DEFAULT_LITERT_BASE} with --format litert)",
+    )
+    export.add_argument(
+        "--format",
+        choices=["savedmodel", "litert"],
+        default="savedmodel",
+        help="a SavedModel for TF Serving (default) or a .tflite file for LiteRT",
+    )
+    export.add_argument(
+        "--quantize",
+        choices=QUANTIZATIONS,
+        help="LiteRT weights: none (default), float16 or dynamic-int8 (the log-mel front end "
+        "stays float32); only with --format litert",
     )
 
 
@@ -620,9 +637,23 @@ def _evaluate(args) -> int:
 
 
 def _export(args) -> int:
-    from musicnext_tf.export import export_run
+    if args.format == "savedmodel":
+        from musicnext_tf.export import ExportError, export_run
 
-    print(export_run(args.model, base=args.base, name=args.name, which=args.which))
+        if args.quantize is not None:
+            raise ExportError("--quantize applies to --format litert only")
+
+        base = args.base or DEFAULT_EXPORT_BASE
+        print(export_run(args.model, base=base, name=args.name, which=args.which))
+        return 0
+    from musicnext_tf.export import check_name
+    from musicnext_tf.inference import load_trained_model
+    from musicnext_tf.litert import export_litert
+
+    trained = load_trained_model(args.model, args.which)
+    name = check_name(args.name or trained.config.data.name)
+    folder = Path(args.base or DEFAULT_LITERT_BASE) / name
+    print(export_litert(trained, folder, args.quantize or "none", name=name))
     return 0
 
 
