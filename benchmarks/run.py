@@ -33,6 +33,7 @@ class Settings:
     pipeline_clips: int  # prepared clips the pipeline reads
     fit_steps: int  # timed training steps per round in the real-vs-synthetic comparison
     fit_rounds: int  # alternating rounds of real and synthetic input
+    serving_batch: int  # 30 s clips per request in the serving throughput figure
 
 
 FULL = Settings(
@@ -45,6 +46,7 @@ FULL = Settings(
     pipeline_clips=60,
     fit_steps=2,
     fit_rounds=2,
+    serving_batch=32,
 )
 QUICK = Settings(
     batch_size=8,
@@ -56,6 +58,7 @@ QUICK = Settings(
     pipeline_clips=16,
     fit_steps=2,
     fit_rounds=1,
+    serving_batch=4,
 )
 
 
@@ -89,7 +92,7 @@ def _run_family(family: str, settings: Settings, bench) -> list:
     if family == "pipeline":
         return pipeline.run(bench, settings.pipeline_clips, settings.fit_steps, settings.fit_rounds)
     if family == "serving":
-        return serving.run(bench, settings.repeats)
+        return serving.run(bench, settings.repeats, settings.serving_batch)
     raise ValueError(f"unknown benchmark family {family!r}; choose from {list(FAMILIES)}")
 
 

@@ -1,11 +1,14 @@
-"""SavedModels for TensorFlow Serving: `BASE/NAME/VERSION/` with three documented signatures.
+"""SavedModels for TensorFlow Serving: `BASE/NAME/VERSION/` with four documented signatures.
 
     serving_default  segments float32 [batch, segment_frames, n_mels, 1] (log-mel in dB, before
                      standardisation) -> probabilities float32 [batch, classes],
                      class_id int64 [batch], genre string [batch]; one row per segment
-    waveform         waveform float32 [batch, samples] (mono, at the run's sample rate, at least
-                     one segment long) -> probabilities, class_id, genre and embedding
-                     float32 [batch, features]: one row per clip, the mean over its whole segments
+    waveform         audio float32 [batch, samples, channels] and sample_rate int32 (scalar or
+                     [batch]; one of `graph_audio.SUPPORTED_RATES`) -> probabilities, class_id,
+                     genre and embedding float32 [batch, features]: one row per clip, the mean
+                     over its whole segments after mixing to mono and resampling in the graph
+    wav              wav string [batch]: whole WAV files (PCM 8/16/24/32-bit or float, any
+                     channel count, a supported rate) -> the outputs of `waveform`
     embedding        segments (as serving_default) -> embedding float32 [batch, features], the
                      pooled features the classification head reads
 
@@ -33,10 +36,11 @@ import keras
 import tensorflow as tf
 
 from musicnext_tf.files import atomic_write, staging_directory, sync_tree, write_json
+from musicnext_tf.graph_audio import SUPPORTED_RATES
 from musicnext_tf.inference import ClipClassifier, TrainedModel, load_trained_model, min_samples
 
 DEFAULT_BASE = "saved_models"
-SIGNATURES = ("serving_default", "waveform", "embedding")
+SIGNATURES = ("serving_default", "waveform", "wav", "embedding")
 STAGING_PREFIX = ".tmp-export-"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*$")
 log = logging.getLogger(__name__)
@@ -113,7 +117,8 @@ def write_saved_model(trained: TrainedModel, folder: Path) -> None:
     archive = keras.export.ExportArchive()
     archive.track(trained.classifier)
     archive.add_endpoint("serving_default", clips.segments, [clips.segments_spec])
-    archive.add_endpoint("waveform", clips.waveform, [clips.waveform_spec])
+    archive.add_endpoint("waveform", clips.waveform, clips.waveform_specs)
+    archive.add_endpoint("wav", clips.wav, [clips.wav_spec])
     archive.add_endpoint("embedding", clips.embedding, [clips.segments_spec])
     archive.write_out(str(folder), verbose=False)
     extra = folder / "assets.extra"
@@ -135,6 +140,7 @@ def describe(trained: TrainedModel) -> dict:
         "n_fft": features.n_fft,
         "hop_length": features.hop_length,
         "min_waveform_samples": min_samples(features),
+        "supported_sample_rates": list(SUPPORTED_RATES),
         "fft_dtype": features.fft_dtype,
         "signatures": list(SIGNATURES),
         "architecture": trained.config.model.architecture,

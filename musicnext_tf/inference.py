@@ -2,11 +2,12 @@
 
 `ClipClassifier` holds the one implementation of
 
-    waveform [clips, samples] -> log-mel -> all whole segments -> classifier -> mean of the
-    segments' probabilities per clip
+    mono waveform [clips, samples] at the model's rate -> log-mel -> all whole segments ->
+    classifier -> mean of the segments' probabilities per clip
 
-that the `waveform` serving signature exports and `musicnext-tf predict` runs, so the two agree by
-construction. Segments are cut as in feature preparation (consecutive, non-overlapping, from frame
+that `musicnext-tf predict` runs (after decoding, mixing and resampling with soxr) and that the
+exported `waveform` and `wav` signatures run after mixing to mono and resampling in the graph
+(`graph_audio`), so the paths agree by construction up to the resampler. Segments are cut as in feature preparation (consecutive, non-overlapping, from frame
 0, the trailing partial segment dropped), but a recording of any length contributes all its whole
 segments. The work runs in steps of `SEGMENTS_PER_STEP` segments per clip, each computing only its
 own frames from the once-padded waveform, so memory stays bounded for hour-long recordings.
@@ -17,6 +18,7 @@ file inside one.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Sequence
@@ -28,6 +30,7 @@ import tensorflow as tf
 
 from musicnext_tf.config import ExperimentConfig, FeatureConfig, load_run_config
 from musicnext_tf.features import LogMelSpectrogram, frames_for_samples
+from musicnext_tf.graph_audio import SUPPORTED_RATES, Resampler, decode_wav, mix_to_mono
 from musicnext_tf.run_folder import RunError
 
 SEGMENTS_PER_STEP = 16  # per clip and step: about 130 MB of float64 STFT at 256 x 128 segments
@@ -134,14 +137,16 @@ class ClipClassifier:
     """Classifies log-mel segments and whole waveforms with a trained classifier, in the graph.
 
     The methods are plain functions of tensors (for `keras.export.ExportArchive`, which traces them
-    with the signatures below); `classify_waveform` runs the same graph from Python.
+    with the specs below); `classify_waveform` runs the mono graph from Python.
 
     Args:
         classifier: segments -> logits, with a layer named "pooling" (the pooled features).
         features: the run's feature settings (segment and mel sizes, STFT).
         sample_rate: the sample rate the waveform must have.
         genres: genre names in class-id order; they become constants of the graph.
-        segments_per_step: segments per clip processed at once in `waveform`.
+        segments_per_step: segments per clip processed at once in `mono`.
+        source_rates: the input sample rates `waveform` and `wav` resample from (filters for
+            each are built here and become constants of the graph).
     """
 
     def __init__(
@@ -151,6 +156,7 @@ class ClipClassifier:
         sample_rate: int,
         genres: Sequence[str],
         segments_per_step: int = SEGMENTS_PER_STEP,
+        source_rates: Sequence[int] = SUPPORTED_RATES,
     ):
         self.classifier = classifier
         self.features = features
@@ -167,7 +173,15 @@ class ClipClassifier:
             features, sample_rate, center=False, name="log_mel"
         )
         self._genre_names = tf.constant(self.genres)
-        self._waveform_graph = tf.function(self.waveform, input_signature=[self.waveform_spec])
+        self._source_rates = tuple(source_rates)
+        self._pooled_size = classifier.get_layer("pooling").output.shape[-1]
+        self._mono_graph = tf.function(self.mono, input_signature=[self.mono_spec])
+
+    @functools.cached_property
+    def _resampler(self) -> Resampler:
+        """Built when first needed (by the `waveform` and `wav` signatures): measuring soxr's
+        filters for every source rate takes seconds, which `predict` need not spend."""
+        return Resampler(self.sample_rate, self._source_rates)
 
     @property
     def segments_spec(self) -> tf.TensorSpec:
@@ -176,9 +190,23 @@ class ClipClassifier:
         return tf.TensorSpec(shape, tf.float32, name="segments")
 
     @property
-    def waveform_spec(self) -> tf.TensorSpec:
+    def mono_spec(self) -> tf.TensorSpec:
         """float32 [batch, samples]: mono audio at `sample_rate`, one clip per row."""
         return tf.TensorSpec([None, None], tf.float32, name="waveform")
+
+    @property
+    def waveform_specs(self) -> list[tf.TensorSpec]:
+        """`audio` float32 [batch, samples, channels] at `sample_rate` int32 (a scalar, or one
+        value per clip, all equal): audio as clients have it, one clip per row."""
+        return [
+            tf.TensorSpec([None, None, None], tf.float32, name="audio"),
+            tf.TensorSpec(None, tf.int32, name="sample_rate"),
+        ]
+
+    @property
+    def wav_spec(self) -> tf.TensorSpec:
+        """string [batch]: the bytes of whole WAV files, one clip each."""
+        return tf.TensorSpec([None], tf.string, name="wav")
 
     def _decision(self, probabilities: tf.Tensor) -> dict[str, tf.Tensor]:
         class_id = tf.argmax(probabilities, axis=-1)
@@ -197,7 +225,46 @@ class ClipClassifier:
         """Per segment: `embedding` [batch, features], the pooled features the head classifies."""
         return {"embedding": self._scores(segments, training=False)["embedding"]}
 
-    def waveform(self, waveform: tf.Tensor) -> dict[str, tf.Tensor]:
+    def waveform(self, audio: tf.Tensor, sample_rate: tf.Tensor) -> dict[str, tf.Tensor]:
+        """`mono` of audio as clients have it: any channel count (mixed to their mean, as
+        `predict` does) at any rate of `source_rates` (resampled in the graph).
+
+        Args:
+            audio: float32 [clips, samples, channels].
+            sample_rate: int32 scalar, or [clips] holding one rate.
+        """
+        rates = tf.reshape(sample_rate, [-1])
+        same = tf.debugging.assert_equal(
+            rates,
+            tf.fill(tf.shape(rates), rates[0]),
+            message="the clips of one request must share one sample_rate: send clips recorded "
+            "at different rates in separate requests",
+        )
+        with tf.control_dependencies([same]):
+            rate = tf.identity(rates[0])
+        return self.mono(self._resampler(mix_to_mono(audio), rate))
+
+    def wav(self, wav: tf.Tensor) -> dict[str, tf.Tensor]:
+        """`mono` of whole WAV files (decoded, mixed and resampled in the graph), one per clip.
+
+        Args:
+            wav: string [clips]; each file may have its own length, channels and rate.
+        """
+
+        def one_file(contents):
+            audio, rate = decode_wav(contents)
+            clip = self.mono(self._resampler(mix_to_mono(audio[None]), rate))
+            return {name: value[0] for name, value in clip.items()}
+
+        one_clip = {
+            "probabilities": tf.TensorSpec([len(self.genres)], tf.float32),
+            "class_id": tf.TensorSpec([], tf.int64),
+            "genre": tf.TensorSpec([], tf.string),
+            "embedding": tf.TensorSpec([self._pooled_size], tf.float32),
+        }
+        return tf.map_fn(one_file, wav, fn_output_signature=one_clip)
+
+    def mono(self, waveform: tf.Tensor) -> dict[str, tf.Tensor]:
         """Per clip: the mean over its whole segments of `probabilities` and of `embedding`, with
         the `class_id` and `genre` of the mean probabilities.
 
@@ -240,14 +307,19 @@ class ClipClassifier:
                 embedding_sum + per_clip_sum(scores["embedding"]),
             )
 
-        pooled = self.classifier.get_layer("pooling").output.shape[-1]
         _, probability_sum, embedding_sum = tf.while_loop(
             lambda index, *_: index * step < count,
             one_step,
             (
                 tf.constant(0),
                 tf.zeros([clips, len(self.genres)]),
-                tf.zeros([clips, pooled]),
+                tf.zeros([clips, self._pooled_size]),
+            ),
+            # the sums' batch size may be static outside the loop and dynamic inside it
+            shape_invariants=(
+                tf.TensorShape([]),
+                tf.TensorShape([None, len(self.genres)]),
+                tf.TensorShape([None, self._pooled_size]),
             ),
         )
         count = tf.cast(count, tf.float32)
@@ -257,9 +329,9 @@ class ClipClassifier:
         }
 
     def classify_waveform(self, waveform) -> dict:
-        """Runs `waveform` on a batch of equal-length clips [clips, samples] (numpy or tensor);
+        """Runs `mono` on a batch of equal-length clips [clips, samples] (numpy or tensor);
         returns numpy arrays (genre names as str)."""
-        outputs = self._waveform_graph(tf.convert_to_tensor(waveform, tf.float32))
+        outputs = self._mono_graph(tf.convert_to_tensor(waveform, tf.float32))
         result = {name: value.numpy() for name, value in outputs.items()}
         result["genre"] = [name.decode("utf-8") for name in result["genre"]]
         return result

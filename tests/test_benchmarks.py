@@ -27,6 +27,7 @@ TINY = Settings(
     pipeline_clips=6,
     fit_steps=1,
     fit_rounds=1,
+    serving_batch=2,
 )
 
 

@@ -94,10 +94,11 @@ for batch in (1, 7):
     serve = loaded.signatures["serving_default"]
     result[f"batch_{batch}"] = plain(serve(segments=tf.constant(segments[:batch])))
 result["embedding"] = plain(loaded.signatures["embedding"](segments=tf.constant(segments)))
-waveform, rate = soundfile.read(audio_file, dtype="float32")
-result["waveform"] = plain(loaded.signatures["waveform"](waveform=tf.constant(waveform[None])))
+audio, rate = soundfile.read(audio_file, dtype="float32", always_2d=True)
+served = loaded.signatures["waveform"](audio=tf.constant(audio[None]), sample_rate=rate)
+result["waveform"] = plain(served)
 try:
-    loaded.signatures["waveform"](waveform=tf.zeros([2, 16127]))
+    loaded.signatures["waveform"](audio=tf.zeros([2, 16127, 1]), sample_rate=22050)
 except tf.errors.InvalidArgumentError as error:
     result["too_short"] = error.message
 result["musicnext_tf_imported"] = sys.modules.get("musicnext_tf") is not None
@@ -117,7 +118,7 @@ def test_saved_model_in_a_fresh_process_agrees_with_keras_and_predict(
     result = run_python([str(script), str(exported), str(tmp_path / "segments.npy"), str(audio)])
     served = json.loads(result.stdout.strip().splitlines()[-1])
 
-    assert served["signatures"] == ["embedding", "serving_default", "waveform"]
+    assert served["signatures"] == ["embedding", "serving_default", "wav", "waveform"]
     assert served["musicnext_tf_imported"] is False
     for batch in (1, 7):
         outputs = served[f"batch_{batch}"]
@@ -169,9 +170,13 @@ def test_saved_model_cli_shows_the_signatures_and_runs(
     assert signatures == {
         "serving_default": {"inputs": segment_input, "outputs": decision},
         "waveform": {
-            "inputs": {"waveform": ("DT_FLOAT", "(-1, -1)")},
+            "inputs": {
+                "audio": ("DT_FLOAT", "(-1, -1, -1)"),
+                "sample_rate": ("DT_INT32", "unknown_rank"),
+            },
             "outputs": {**decision, **embedding},
         },
+        "wav": {"inputs": {"wav": ("DT_STRING", "(-1)")}, "outputs": {**decision, **embedding}},
         "embedding": {"inputs": segment_input, "outputs": embedding},
     }
 
@@ -319,6 +324,7 @@ def test_export_killed_half_way_leaves_no_version(tiny_run, tmp_path):
     assert sorted(tf.saved_model.load(str(version)).signatures) == [
         "embedding",
         "serving_default",
+        "wav",
         "waveform",
     ]
 
@@ -341,13 +347,15 @@ def test_signatures_follow_the_runs_features(tmp_path):
     serve, waveform = loaded.signatures["serving_default"], loaded.signatures["waveform"]
     assert serve.structured_input_signature[1]["segments"].shape.as_list() == [None, 256, 128, 1]
     assert serve.structured_outputs["probabilities"].shape.as_list() == [None, 6]
-    assert waveform.structured_input_signature[1]["waveform"].shape.as_list() == [None, None]
+    inputs = waveform.structured_input_signature[1]
+    assert inputs["audio"].shape.as_list() == [None, None, None]
+    assert inputs["sample_rate"].dtype == tf.int32 and inputs["sample_rate"].shape.rank is None
     # the shortest waveform that holds one 256-frame segment: 255 hops of 256 samples
-    noise = np.random.default_rng(0).normal(0.0, 0.1, (2, 65280)).astype(np.float32)
-    outputs = waveform(waveform=tf.constant(noise))
+    noise = np.random.default_rng(0).normal(0.0, 0.1, (2, 65280, 1)).astype(np.float32)
+    outputs = waveform(audio=tf.constant(noise), sample_rate=tf.constant(22050))
     assert outputs["probabilities"].shape == (2, 6) and outputs["embedding"].shape == (2, 192)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"65280 samples \(2.96 s at 22050"):
-        waveform(waveform=tf.constant(noise[:, :-1]))
+        waveform(audio=tf.constant(noise[:, :-1]), sample_rate=tf.constant(22050))
 
 
 @pytest.mark.parametrize("architecture", ["convnext", "resnet"])
