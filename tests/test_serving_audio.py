@@ -23,7 +23,7 @@ from musicnext_tf.inference import load_trained_model
 from musicnext_tf.predict import predict_files
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-PARITY = 2e-3  # class probabilities, in-graph resampler vs soxr (the bound)
+PARITY = 1e-4  # class probabilities, in-graph resampler vs soxr: measured ~1e-6 on real music
 
 
 @pytest.fixture(scope="module")
