@@ -8,7 +8,9 @@ py_function or numpy at call time), so it saves with unknown input shapes and ru
 `decode_wav` walks the RIFF chunks with a `tf.while_loop`, reads `fmt ` with `tf.strings.substr` and
 `tf.io.decode_raw`, and decodes the `data` chunk in one `tf.switch_case` branch per encoding.
 String ops are not LiteRT builtins, so on LiteRT only `mix_to_mono` and `Resampler` are meant to run
-(`Resampler` uses matmul, gather, slicing, reshape, pad, concat and one switch_case, all float32).
+(`Resampler` uses matmul, gather, slicing, reshape, pad, concat and tf.cond, all float32; it
+converts to LiteRT builtins, about 6 MB as the converter folds the gathered matrices; LiteRT drops
+tf.Assert, so there an unsupported rate is resampled as if it were the first supported one).
 
 `Resampler` is a polyphase FIR resampler. For a rate pair with reduced ratio L/M, output sample
 q*L + r is a dot product of the input near q*M with a filter for phase r. Output blocks are grouped
@@ -18,7 +20,7 @@ one call is ONE matmul: the zero-padded input, cut into blocks of M' samples, is
 whose column r holds phase r's filter at its offset. That matrix is gathered at call time from a
 compact bank of L filters of T taps (about L times the filter's span in input samples), so the
 graph's constants are the banks, not the mostly-zero matrices. The rate is a runtime tensor: one
-switch_case branch per supported source rate (the target rate itself is the identity); any other
+tf.cond branch per supported source rate (the target rate itself is the identity); any other
 rate fails with InvalidArgumentError.
 
 The filters are soxr's own. soxr "HQ" is a multi-stage design (half-band decimators, a DFT-filter
@@ -27,7 +29,7 @@ is a linear, periodically time-varying filter: M inputs in, L outputs out. `Resa
 filter at construction (export time) by passing M unit impulses through `soxr.resample` (one per
 input phase) and keeps, for each output phase, the taps above 3e-7 of the peak. The kernel is
 linear phase and centred, so there is no delay: output n is aligned with input time n * M / L.
-soxr's first few outputs (up to 75 here) come from its stages starting up, not from zero-padded
+soxr's first outputs (up to 76 at 22050 Hz) come from its stages starting up, not from zero-padded
 input. A small correction matrix [S inputs, E outputs], measured the same way, is added to
 those outputs. The output length is soxr's, round(n * L / M) with halves rounded up. Such a
 filter matches soxr to float32 round-off. A single-stage Kaiser windowed sinc to soxr HQ's nominal
@@ -35,16 +37,18 @@ spec (passband end 0.9136, stopband 1.0 of the lower Nyquist, 126 dB) does not. 
 lower Nyquist its response differs from soxr's by 1-5 dB, and that moved the top log-mel bands
 by up to 2 dB.
 
-Constants for `Resampler(22050)` over `SUPPORTED_RATES`: about 0.56 million float32 (2.2 MB): the
-filter banks, about 0.53 million floats (8000 and 16000 Hz: 441 phases x ~200 taps; 32000: 441 x
-~290; 96000: 147 x ~860), plus the start-up corrections, about 0.03 million floats.
-`Resampler.constant_floats` gives the exact count.
+Constants for `Resampler(22050)` over `SUPPORTED_RATES`: 551,956 float32 (2.2 MB). The filter banks
+take 522,813 of them (8000 and 16000 Hz: 441 phases x 196 taps; 32000: 441 x 283; 96000: 147 x
+880; 11025, 44100 and 88200 Hz: one or two phases). The start-up corrections take 29,143, the
+largest [343, 76] for 96000 Hz. `Resampler(16000)` holds 428,554 floats, and
+`Resampler.constant_floats` gives the count for any set of rates.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,7 +63,10 @@ _WAVE_FORMAT_PCM = 1
 _WAVE_FORMAT_IEEE_FLOAT = 3
 _WAVE_FORMAT_EXTENSIBLE = 0xFFFE
 # (format tag, bits per sample), in the order of the decoding branches
-_ENCODINGS = ((1, 8), (1, 16), (1, 24), (1, 32), (3, 32), (3, 64))
+_ENCODINGS = tuple((_WAVE_FORMAT_PCM, bits) for bits in (8, 16, 24, 32)) + (
+    (_WAVE_FORMAT_IEEE_FLOAT, 32),
+    (_WAVE_FORMAT_IEEE_FLOAT, 64),
+)
 # names of common tags that are not supported, for the error message
 _TAG_NAMES = {2: "MS ADPCM", 6: "A-law", 7: "mu-law", 0x11: "IMA ADPCM", 0x31: "GSM 6.10"}
 _TAG_NAMES |= {0x50: "MPEG", 0x55: "MP3", _WAVE_FORMAT_EXTENSIBLE: "extensible, short fmt chunk"}
@@ -266,6 +273,7 @@ def _soxr_impulse_responses(
     return np.concatenate(responses)
 
 
+@functools.cache  # one measurement per rate pair and process
 def _measure_plan(source_rate: int, target_rate: int, quality: str, tap_floor: float) -> _Plan:
     """Measures soxr's periodic filter and start-up for one rate pair (see the module docstring)."""
     g = math.gcd(source_rate, target_rate)
@@ -273,7 +281,7 @@ def _measure_plan(source_rate: int, target_rate: int, quality: str, tap_floor: f
     ratio = f"{source_rate} -> {target_rate} Hz"
     if max(up, down) > 4096:
         raise ValueError(
-            f"Resampler: {source_rate} -> {target_rate} Hz reduces to {up}/{down}; ratios with "
+            f"Resampler: {ratio} reduces to {up}/{down}; ratios with "
             "terms above 4096 are not supported"
         )
 
@@ -414,7 +422,17 @@ class Resampler:
         with tf.control_dependencies([] if check is None else [check]):
             index = tf.argmax(tf.cast(matches, tf.int32), output_type=tf.int32)
         branches = [functools.partial(_apply, plan, waveform) for plan in self._plans]
-        return tf.switch_case(index, branches)
+        return _select(index, branches)
+
+
+def _select(index: tf.Tensor, branches: list[Callable[[], tf.Tensor]], first: int = 0) -> tf.Tensor:
+    """`branches[index]()`, as a chain of tf.cond: If ops convert to LiteRT, switch_case's Case
+    op does not."""
+    if first == len(branches) - 1:
+        return branches[first]()
+    return tf.cond(
+        tf.equal(index, first), branches[first], lambda: _select(index, branches, first + 1)
+    )
 
 
 def _filter_matrix(plan: _Plan) -> tf.Tensor:
@@ -435,11 +453,13 @@ def _apply(plan: _Plan | None, waveform: tf.Tensor) -> tf.Tensor:
     hop_out, hop_in = plan.group * up, plan.group * down
     blocks_per_frame = -(-plan.frame // hop_in)  # J
     batch = tf.shape(waveform)[0]
-    samples = tf.shape(waveform, out_type=tf.int64)[1]
-    outputs = tf.cast((2 * samples * up + down) // (2 * down), tf.int32)
+    samples = tf.shape(waveform)[1]
+    # soxr's length, round(samples * L / M), in int32 without overflow: samples = whole * M + part
+    whole, part = samples // down, samples % down
+    outputs = whole * up + (2 * part * up + down) // (2 * down)
     frames = (outputs + hop_out - 1) // hop_out  # Q
     total = (frames + blocks_per_frame - 1) * hop_in
-    kept = tf.minimum(tf.cast(samples, tf.int32), total - plan.left_pad)  # later input is unused
+    kept = tf.minimum(samples, total - plan.left_pad)  # later input is unused
     padded = tf.pad(waveform[:, :kept], [[0, 0], [plan.left_pad, total - plan.left_pad - kept]])
     blocks = tf.reshape(padded, [batch, frames + blocks_per_frame - 1, hop_in])
     last = plan.frame - (blocks_per_frame - 1) * hop_in
