@@ -199,6 +199,11 @@ def test_cache_is_keyed_by_the_feature_config_and_reused(tmp_path):
         data, data={"cache_dir": str(tmp_path / "cache")}, features={"n_mels": 24}
     )
     assert feature_cache_dir(datasets.load_index(changed), changed) != first.cache_dir
+    precise = tiny_config(
+        data, data={"cache_dir": str(tmp_path / "cache")}, features={"fft_dtype": "float64"}
+    )
+    assert config.features.fft_dtype == "float32"  # the default: librosa's precision
+    assert feature_cache_dir(datasets.load_index(precise), precise) != first.cache_dir
     other = prepare(datasets.load_index(changed), changed, progress=False)
     assert np.load(other.split("train").files[0]).shape[-1] == 24
 
