@@ -331,3 +331,33 @@ def test_saved_model_decodes_mixes_and_resamples(resampler, tmp_path):
     assert other.shape == (output_length(24000, 48000, 22050),)
     with pytest.raises(tf.errors.InvalidArgumentError, match="not a WAV file"):
         served(wav=tf.constant(b"ID3\x04" + bytes(100)))
+
+
+# --- LiteRT --------------------------------------------------------------------------------------
+
+
+def test_resampler_converts_to_litert_builtins(resampler):
+    """mix_to_mono + Resampler convert with builtin ops only (tf.cond, not switch_case) and run in
+    the plain LiteRT interpreter; decode_wav's string ops are not LiteRT builtins."""
+    interpreter = pytest.importorskip("ai_edge_litert.interpreter")
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([1, None, None], tf.float32, name="audio"),
+            tf.TensorSpec([], tf.int32, name="rate"),
+        ]
+    )
+    def waveform(audio, rate):
+        return resampler(mix_to_mono(audio), rate)
+
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [waveform.get_concrete_function()], tf.Module()
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    runner = interpreter.Interpreter(model_content=converter.convert()).get_signature_runner()
+    for rate in (8000, 22050, 44100, 96000):
+        audio = _music(rate, 0.5, channels=2, seed=rate)
+        expected = resample(to_mono(audio), rate, 22050)
+        result = runner(audio=audio[None], rate=np.array(rate, np.int32))["output_0"][0]
+        assert result.shape == expected.shape
+        np.testing.assert_allclose(result, expected, rtol=0, atol=1e-5)
