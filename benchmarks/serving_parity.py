@@ -22,7 +22,7 @@ import soxr
 import tensorflow as tf
 
 from musicnext_tf.audio import AUDIO_EXTENSIONS
-from musicnext_tf.export import export_run
+from musicnext_tf.export import export_model
 from musicnext_tf.inference import load_trained_model
 from musicnext_tf.predict import predict_files
 
@@ -68,28 +68,29 @@ def main(argv: list[str] | None = None) -> None:
     genres = list(trained.genres)
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
-        loaded = tf.saved_model.load(str(export_run(args.run_dir, base=scratch / "models")))
+        loaded = tf.saved_model.load(str(export_model(trained, scratch / "models")))
+        files = [
+            (name, client_file(recording, form, args.seconds, scratch / f"{index}-{form[0]}.wav"))
+            for index, recording in enumerate(recordings(args.audio)[: args.limit])
+            for name, form in FORMS.items()
+        ]
+        predictions = predict_files(trained, [path for _, path in files], progress=False)
         worst, disagreements, count = {}, 0, 0
-        for index, recording in enumerate(recordings(args.audio)[: args.limit]):
-            for name, form in FORMS.items():
-                path = client_file(
-                    recording, form, args.seconds, scratch / f"{index}-{form[0]}.wav"
-                )
-                (expected,) = predict_files(trained, [path], progress=False)
-                reference = np.array([expected.probabilities[g] for g in genres])
-                audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
-                served = {
-                    "wav": loaded.signatures["wav"](wav=tf.constant([path.read_bytes()])),
-                    "waveform": loaded.signatures["waveform"](
-                        audio=tf.constant(audio[None]), sample_rate=tf.constant(rate)
-                    ),
-                }
-                for signature, outputs in served.items():
-                    difference = float(np.abs(outputs["probabilities"][0] - reference).max())
-                    key = (name, signature)
-                    worst[key] = max(worst.get(key, 0.0), difference)
-                    disagreements += outputs["genre"][0].numpy().decode() != expected.genre
-                    count += 1
+        for (name, path), expected in zip(files, predictions):
+            reference = np.array([expected.probabilities[g] for g in genres])
+            audio, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+            served = {
+                "wav": loaded.signatures["wav"](wav=tf.constant([path.read_bytes()])),
+                "waveform": loaded.signatures["waveform"](
+                    audio=tf.constant(audio[None]), sample_rate=tf.constant(rate)
+                ),
+            }
+            for signature, outputs in served.items():
+                difference = float(np.abs(outputs["probabilities"][0] - reference).max())
+                key = (name, signature)
+                worst[key] = max(worst.get(key, 0.0), difference)
+                disagreements += outputs["genre"][0].numpy().decode() != expected.genre
+                count += 1
     for (name, signature), difference in worst.items():
         print(f"{name:24s} {signature:9s} max |probability difference| {difference:.2e}")
     print(f"overall max {max(worst.values()):.2e}; genre differs in {disagreements} of {count}")

@@ -7,10 +7,11 @@
 
 that `musicnext-tf predict` runs (after decoding, mixing and resampling with soxr) and that the
 exported `waveform` and `wav` signatures run after mixing to mono and resampling in the graph
-(`graph_audio`), so the paths agree by construction up to the resampler. Segments are cut as in feature preparation (consecutive, non-overlapping, from frame
-0, the trailing partial segment dropped), but a recording of any length contributes all its whole
-segments. The work runs in steps of `SEGMENTS_PER_STEP` segments per clip, each computing only its
-own frames from the once-padded waveform, so memory stays bounded for hour-long recordings.
+(`graph_audio`), so the paths agree by construction up to the resampler. Segments are cut as in
+feature preparation (consecutive, non-overlapping, from frame 0, the trailing partial segment
+dropped), but a recording of any length contributes all its whole segments. The work runs in
+steps of `SEGMENTS_PER_STEP` segments per clip, each computing only its own frames from the
+once-padded waveform, so memory stays bounded for hour-long recordings.
 
 `load_trained_model` finds the classifier, its config and its genres from a run folder or a model
 file inside one.
@@ -145,8 +146,8 @@ class ClipClassifier:
         sample_rate: the sample rate the waveform must have.
         genres: genre names in class-id order; they become constants of the graph.
         segments_per_step: segments per clip processed at once in `mono`.
-        source_rates: the input sample rates `waveform` and `wav` resample from (filters for
-            each are built here and become constants of the graph).
+        source_rates: the input sample rates `waveform` and `wav` resample from (their filters
+            are measured when those are first traced and become constants of the graph).
     """
 
     def __init__(

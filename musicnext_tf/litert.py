@@ -81,9 +81,10 @@ def convert(trained: TrainedModel, quantize: str = "none") -> bytes:
     """The `.tflite` flatbuffer of `trained` with the `SIGNATURES` entry points."""
     check_quantize(quantize)
     functions = signature_functions(trained)
-    model = _convert([functions[key] for key in SIGNATURES], "none")
+    ordered = [functions[key] for key in SIGNATURES]
+    model = _convert(ordered, "none")
     if quantize != "none":  # the unquantized model gives the front end's exact constants
-        model = _restore_front_end(_convert([functions[k] for k in SIGNATURES], quantize), model)
+        model = _restore_front_end(_convert(ordered, quantize), model)
     return bytes(model)
 
 
@@ -121,24 +122,16 @@ def signature_functions(trained: TrainedModel) -> dict[str, tf.types.experimenta
         with keras.StatelessScope(state_mapping=weights):
             return outputs(clips.segments(segments)["probabilities"])
 
-    mono, mono_spec = _mono_graph(clips)
-
     def waveform(waveform):
         with keras.StatelessScope(state_mapping=weights):
-            return outputs(mono(waveform)["probabilities"])
+            return outputs(clips.mono(waveform)["probabilities"])
 
+    mel_graph = tf.function(mel, input_signature=[clips.segments_spec])
+    waveform_graph = tf.function(waveform, input_signature=[clips.mono_spec])
     return {
-        "mel": tf.function(mel, input_signature=[clips.segments_spec]).get_concrete_function(),
-        "waveform": tf.function(waveform, input_signature=[mono_spec]).get_concrete_function(),
+        "mel": mel_graph.get_concrete_function(),
+        "waveform": waveform_graph.get_concrete_function(),
     }
-
-
-def _mono_graph(clips: ClipClassifier):
-    """`ClipClassifier`'s graph of mono waveforms at the model's rate, and its input spec: `mono`
-    where the `waveform` signature takes audio with channels and a sample rate, else `waveform`."""
-    if hasattr(clips, "mono"):
-        return clips.mono, clips.mono_spec
-    return clips.waveform, clips.waveform_spec
 
 
 def _restore_front_end(quantized: bytes, reference: bytes) -> bytearray:

@@ -12,8 +12,8 @@
                        segments as images; an embedding projector of the test clips' pooled
                        features with their genres
 
-Steps are epoch numbers counted from 1, as in `history.csv`, so a resumed run continues its curves. The logger
-writes its own summaries instead of using `keras.callbacks.TensorBoard`: it keeps one writer per
+Steps are epoch numbers counted from 1, as in `history.csv`, so a resumed run continues its
+curves. The logger writes its own summaries instead of using `keras.callbacks.TensorBoard`: it keeps one writer per
 folder (TensorBoard reads a folder's event files one after the other, so a second writer in the
 same folder hides data from a live TensorBoard) and flushes every epoch, so a killed run loses
 nothing that a resumed run will not write again.
@@ -34,7 +34,7 @@ from musicnext_tf.audio import CLIP_RULES
 from musicnext_tf.config import SCHEDULES, STANDARD_SIZES, ExperimentConfig, FeatureConfig
 from musicnext_tf.evaluate import clip_probabilities, predict_segments, softmax
 from musicnext_tf.layers import LSoftmax
-from musicnext_tf.model import embedding_model
+from musicnext_tf.model import ELU_POSITIONS, HEADS, embedding_model
 from musicnext_tf.prepare import PreparedDataset, SplitFeatures
 
 LOGS = "logs"
@@ -250,8 +250,8 @@ def hparams_domains() -> dict[str, list[str]]:
     """The allowed values of the hparams that take one of a few names (filters in the table)."""
     return {
         "architecture": sorted(STANDARD_SIZES),
-        "head": ["lsoftmax", "softmax"],
-        "elu_position": ["after_depthwise", "after_expand"],
+        "head": list(HEADS),
+        "elu_position": list(ELU_POSITIONS),
         "schedule": list(SCHEDULES),
         "clip_rule": list(CLIP_RULES),
     }
