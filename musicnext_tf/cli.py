@@ -179,9 +179,11 @@ def _add_evaluate_parser(commands) -> None:
         description=(
             "Evaluate a run's best (default, when the run had a validation split) or last model: "
             "segment and clip accuracy, loss, the confusion matrix in percent of each true genre "
-            "and per-genre precision, recall and F1. Writes "
-            "RUN_DIR/evaluation/<model>-<data>-<split>.json, .md and -confusion.png (the PNG needs "
-            "matplotlib: pip install musicnext-tf[plots])."
+            "and per-genre precision, recall and F1; calibration (ECE, NLL, Brier score before "
+            "and after the run's temperature) and open-set rejection (AUROC and false acceptance "
+            "of generated noise, silence and speech, and of --unknown recordings). Writes "
+            "RUN_DIR/evaluation/<model>-<data>-<split>.json, .md, -confusion.png and "
+            "-reliability.png (the PNGs need matplotlib: pip install musicnext-tf[plots])."
         ),
     )
     evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `fit`")
@@ -202,6 +204,21 @@ def _add_evaluate_parser(commands) -> None:
         help="which split of the data (default: test)",
     )
     evaluate.add_argument("--batch-size", type=int, help="segments per batch (default: the run's)")
+    evaluate.add_argument(
+        "--unknown",
+        nargs="+",
+        default=[],
+        metavar="FILE_OR_FOLDER",
+        help="recordings of genres the model never learnt, for the open-set figures",
+    )
+    evaluate.add_argument(
+        "--probes",
+        type=int,
+        default=10,
+        metavar="N",
+        help="generated clips per kind of non-music probe (white and pink noise, silence, "
+        "speech) for the open-set figures (default: 10; 0: none)",
+    )
     _add_strict_and_quiet(evaluate)
 
 
@@ -288,6 +305,18 @@ def _add_predict_parser(commands) -> None:
         help="output format (default: json for an --output ending in .json, else csv)",
     )
     predict.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    predict.add_argument(
+        "--timeline",
+        metavar="DIR",
+        help="also write each file's genre over time to DIR/<file>.timeline.csv (or .json with "
+        "--format json): every segment's start and end second and probabilities",
+    )
+    predict.add_argument(
+        "--plot",
+        action="store_true",
+        help="with --timeline: also DIR/<file>.timeline.png, a heat strip of the genre "
+        "probabilities over time",
+    )
     _add_strict_and_quiet(predict)
 
 
@@ -631,6 +660,8 @@ def _evaluate(args) -> int:
         batch_size=args.batch_size,
         progress=not args.quiet,
         strict=args.strict,
+        unknown=args.unknown,
+        probes_per_kind=args.probes,
     )
     print(format_summary(report, paths))
     return 0
@@ -660,14 +691,29 @@ def _export(args) -> int:
 def _predict(args) -> int:
     from musicnext_tf.files import atomic_write
     from musicnext_tf.inference import load_trained_model
-    from musicnext_tf.predict import audio_files, format_predictions, predict_files
+    from musicnext_tf.predict import (
+        audio_files,
+        format_predictions,
+        predict_files,
+        write_timelines,
+    )
 
+    if args.plot and not args.timeline:
+        print(
+            "musicnext-tf predict: error: --plot draws the timeline: add --timeline DIR",
+            file=sys.stderr,
+        )
+        return 2
     files = audio_files(args.paths)
     trained = load_trained_model(args.model, args.which)
     output_format = args.format or (
         "json" if args.output and args.output.lower().endswith(".json") else "csv"
     )
-    predictions = predict_files(trained, files, args.clip_rule, progress=not args.quiet)
+    predictions = predict_files(
+        trained, files, args.clip_rule, progress=not args.quiet, timeline=bool(args.timeline)
+    )
+    if args.timeline:
+        write_timelines(predictions, trained.genres, args.timeline, output_format, args.plot)
     text = format_predictions(predictions, trained, args.clip_rule, output_format)
     if args.output:
         atomic_write(args.output, text.encode("utf-8"))

@@ -27,7 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from musicnext_tf import classical
+from musicnext_tf import classical, probes, trust
+from musicnext_tf.calibration import (
+    clip_probabilities,
+    read_calibration,
+    reliability_png,
+    tempered_softmax,
+    write_calibration,
+)
 from musicnext_tf.config import ExperimentConfig, FeatureConfig, load_run_config, resolve
 from musicnext_tf.datasets.base import SPLITS, DatasetError
 from musicnext_tf.files import atomic_write, write_json
@@ -41,19 +48,14 @@ BASELINE_KEY = "classical_baseline"  # the report's entry for the classical base
 log = logging.getLogger(__name__)
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
 def predict_segments(
     classifier, split: SplitFeatures, features: FeatureConfig, batch_size: int = 50, progress=False
 ):
     """Runs the classifier over every segment of a split.
 
     Returns:
-        (logits float32 [segments, classes], labels int [segments], clip indices int [segments]).
+        (the classifier's outputs float32 [segments, ...] (a dict of them for a model with named
+        outputs), labels int [segments], clip indices int [segments]).
     """
     import tensorflow as tf
 
@@ -61,23 +63,40 @@ def predict_segments(
     batches = math.ceil(len(labels) / batch_size)  # a known length gives Keras a progress bar
     segments = evaluation_dataset(split, features, batch_size).map(lambda x, labels, clips: x)
     segments = segments.apply(tf.data.experimental.assert_cardinality(batches))
-    logits = classifier.predict(segments, verbose=1 if progress else 0)
-    return np.asarray(logits, np.float32), labels, clips
+    outputs = classifier.predict(segments, verbose=1 if progress else 0)
+    if isinstance(outputs, dict):
+        return (
+            {name: np.asarray(value, np.float32) for name, value in outputs.items()},
+            labels,
+            clips,
+        )
+    return np.asarray(outputs, np.float32), labels, clips
 
 
-def clip_probabilities(probabilities: np.ndarray, clips: np.ndarray, num_clips: int) -> np.ndarray:
-    """Mean of the segment probabilities of each clip: [clips, classes]."""
-    sums = np.zeros((num_clips, probabilities.shape[1]), np.float64)
-    np.add.at(sums, clips, probabilities)
-    counts = np.bincount(clips, minlength=num_clips)[:, None]
-    return (sums / np.maximum(counts, 1)).astype(np.float32)
+def logits_and_embeddings(classifier):
+    """segments -> {"logits", "embedding"}: the classifier and its pooled features at once."""
+    import keras
+
+    return keras.Model(
+        classifier.input,
+        {"logits": classifier.output, "embedding": classifier.get_layer("pooling").output},
+    )
+
+
+def split_outputs(
+    both, split: SplitFeatures, features: FeatureConfig, batch_size: int = 50, progress=False
+) -> trust.SplitOutputs:
+    """The logits and pooled features of every segment of a split, from `logits_and_embeddings`
+    (built once per model: each new one would trace its predict function again)."""
+    outputs, _, clips = predict_segments(both, split, features, batch_size, progress)
+    return trust.SplitOutputs(outputs["logits"], outputs["embedding"], clips, split.labels)
 
 
 def summarize(
     logits: np.ndarray, labels: np.ndarray, clips: np.ndarray, clip_labels: np.ndarray
 ) -> dict:
     """Accuracy at both levels and the mean cross-entropy of the segments."""
-    probabilities = softmax(logits.astype(np.float64))
+    probabilities = tempered_softmax(logits)
     log_probabilities = np.log(np.maximum(probabilities[np.arange(len(labels)), labels], 1e-30))
     per_clip = clip_probabilities(probabilities, clips, len(clip_labels))
     return {
@@ -112,7 +131,7 @@ def classification_report(
         clip_labels: int [clips], the true genre id of every clip.
         genres: the model's genre names, in class-id order.
     """
-    probabilities = softmax(logits.astype(np.float64))
+    probabilities = tempered_softmax(logits)
     per_clip = clip_probabilities(probabilities, clips, len(clip_labels))
     return {
         **summarize(logits, labels, clips, clip_labels),
@@ -122,42 +141,41 @@ def classification_report(
     }
 
 
-def evaluate_classifier(
-    classifier,
-    split: SplitFeatures,
-    features: FeatureConfig,
-    genres: Sequence[str],
-    batch_size: int = 50,
-    progress: bool = False,
-) -> dict:
-    """`classification_report` of the classifier on a cached split (labels = model class ids)."""
-    logits, labels, clips = predict_segments(classifier, split, features, batch_size, progress)
-    return classification_report(logits, labels, clips, split.labels, genres)
-
-
 def report_stem(model: str, data: str, split: str) -> str:
     return f"{model}-{data}-{split}"
 
 
 def write_report(report: dict, directory: str | os.PathLike, stem: str) -> list[Path]:
-    """Writes `stem`.json, `stem`.md and (with matplotlib) `stem`-confusion.png; returns the paths."""
+    """Writes `stem`.json, `stem`.md and (with matplotlib) `stem`-confusion.png and, when the
+    report has calibration figures, `stem`-reliability.png; returns the paths."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = [directory / f"{stem}.json", directory / f"{stem}.md"]
     write_json(paths[0], report)
     atomic_write(paths[1], markdown_report(report).encode("utf-8"))
-    png = directory / f"{stem}-confusion.png"
+    pictures = {
+        f"{stem}-confusion.png": lambda: confusion_png(report["clip_level"], _title(report))
+    }
+    if report.get("calibration"):
+        pictures[f"{stem}-reliability.png"] = lambda: reliability_diagram(report)
     try:
-        atomic_write(png, confusion_png(report["clip_level"], title=_title(report)))
-        paths.append(png)
+        for name, draw in pictures.items():
+            atomic_write(directory / name, draw())
+            paths.append(directory / name)
     except ImportError:
         log.warning(
-            "matplotlib is not installed: wrote %s and %s without the confusion-matrix PNG "
-            "(`pip install musicnext-tf[plots]` adds it)",
+            "matplotlib is not installed: wrote %s and %s without the PNG figures "
+            "(`pip install musicnext-tf[plots]` adds them)",
             paths[0].name,
             paths[1].name,
         )
     return paths
+
+
+def reliability_diagram(report: dict) -> bytes:
+    """The PNG reliability diagram of a report's test clips, before and after calibration."""
+    clip = report["calibration"]["clip"]
+    return reliability_png(clip["before"], clip.get("after"), f"{_title(report)}: clips")
 
 
 def _title(report: dict) -> str:
@@ -213,7 +231,8 @@ def markdown_report(report: dict) -> str:
     text = "\n".join(lines) + "\n"
     if report.get(BASELINE_KEY):
         text += "\n" + classical.markdown_section(report[BASELINE_KEY])
-    return text
+    trust_text = trust.markdown_section(report)
+    return text + ("\n" + trust_text if trust_text else "")
 
 
 def confusion_png(level: dict, title: str) -> bytes:
@@ -271,6 +290,7 @@ def format_summary(report: dict, paths: Sequence[Path] = ()) -> str:
             f"  classical baseline (MFCC statistics + logistic regression, same split): clip "
             f"accuracy {baseline['clip_accuracy']:.4f}, macro F1 {baseline['macro_f1']:.4f}"
         )
+    lines += trust.summary_lines(report)
     if paths:
         lines.append("report: " + ", ".join(str(path) for path in paths))
     return "\n".join(lines)
@@ -361,9 +381,15 @@ def evaluate_run(
     batch_size: int | None = None,
     progress: bool = True,
     strict: bool = False,
+    unknown: Sequence[str | os.PathLike] = (),
+    probes_per_kind: int = trust.PROBES_PER_KIND,
 ) -> tuple[dict, list[Path]]:
     """Evaluates a run's best or last model on a split of its dataset (or of `data`) and writes
     the report to `RUN_DIR/evaluation/`.
+
+    The model's stored calibration is used; a run without one is calibrated on its validation
+    split first (when it has one). `unknown`: audio files or folders of genres the model never
+    learnt, for the open-set figures (cut by the run's clip rule).
 
     Returns:
         (the report, the paths written).
@@ -380,11 +406,51 @@ def evaluate_run(
     )
     features = split_for_model(prepared, split, genres)
     batch_size = batch_size or config.train.batch_size
-    own_test = split == "test" and not data and tuple(prepared.genres) == tuple(genres)
-    baseline = run_baseline(prepared) if own_test else None
+    own_data = not data and tuple(prepared.genres) == tuple(genres)
+    baseline = run_baseline(prepared) if own_data and split == "test" else None
+    validation = training = None
+    if own_data and len(prepared.split("validation")):
+        validation = split_for_model(prepared, "validation", genres)
+    if own_data and len(prepared.split("train")):
+        training = split_for_model(prepared, "train", genres)
     return report_model(
-        run_dir, which, config, features, genres, split, batch_size, progress, baseline
+        run_dir,
+        which,
+        config,
+        features,
+        genres,
+        split,
+        batch_size,
+        progress,
+        baseline,
+        validation=validation,
+        training=training,
+        unknown={"unknown recordings": load_unknown(unknown, config)} if unknown else None,
+        probes_per_kind=probes_per_kind,
     )
+
+
+def load_unknown(paths: Sequence[str | os.PathLike], config: ExperimentConfig) -> list[np.ndarray]:
+    """The mono waveforms of recordings of unknown genres, cut by the run's clip rule; files that
+    cannot be used (or are shorter than one segment) are skipped with a warning."""
+    from musicnext_tf.audio import AudioError, load_clip
+    from musicnext_tf.inference import min_samples
+    from musicnext_tf.predict import audio_files
+
+    audio, waveforms = config.audio, []
+    for path in audio_files(paths):
+        try:
+            waveform = load_clip(
+                path, audio.sample_rate, audio.clip_rule, audio.clip_seconds, audio.min_seconds
+            )
+        except AudioError as error:
+            log.warning("skipped %s", error)
+            continue
+        if len(waveform) < min_samples(config.features):
+            log.warning("skipped %s: shorter than one segment", path)
+            continue
+        waveforms.append(waveform)
+    return waveforms
 
 
 def run_baseline(prepared: PreparedDataset, test: str = "test") -> dict | None:
@@ -407,28 +473,80 @@ def report_model(
     batch_size: int,
     progress: bool = True,
     baseline: dict | None = None,
+    validation: SplitFeatures | None = None,
+    training: SplitFeatures | None = None,
+    recalibrate: bool = False,
+    unknown: dict[str, Sequence[np.ndarray]] | None = None,
+    probes_per_kind: int = trust.PROBES_PER_KIND,
 ) -> tuple[dict, list[Path]]:
     """Loads `model_{which}.keras`, evaluates it and writes the report, with the classical
     `baseline` result beside it when given; shared by `fit` and `evaluate`.
+
+    The model's calibration (`trust.calibrate`) is fitted on `validation` (and `training`, whose
+    clips the knn score compares with) and stored when `recalibrate` is set or the run has none
+    stored yet; the report then carries the
+    calibration figures and the open-set rejection of `probes_per_kind` generated clips of each
+    `probes.PROBE_KINDS` and of the `unknown` recordings ({set name: mono waveforms at the run's
+    sample rate}).
+
     Returns (the report, the paths written)."""
     import keras
 
     import musicnext_tf  # noqa: F401  (registers the custom layers for load_model)
+    from musicnext_tf.inference import ClipClassifier
 
     path = model_file(run_dir, which)
     classifier = keras.saving.load_model(path)
-    report = evaluate_classifier(
-        classifier, split_features, config.features, genres, batch_size, progress
+    epoch = model_epoch(run_dir, which)
+    both = logits_and_embeddings(classifier)
+    test = split_outputs(both, split_features, config.features, batch_size, progress)
+    report = classification_report(
+        test.logits, split_features.labels[test.clips], test.clips, split_features.labels, genres
     )
     report.update(
         model=which,
         model_file=str(path),
-        epoch=model_epoch(run_dir, which),
+        epoch=epoch,
         data=config.data.name,
         data_dir=config.data.data_dir,
         split=split,
     )
     if baseline:
         report[BASELINE_KEY] = baseline
+    valid = None
+    if validation is not None and len(validation):
+        valid = split_outputs(both, validation, config.features, batch_size, progress)
+    class_weights = np.asarray(classifier.get_layer("head").kernel)
+    calibration = None if recalibrate else read_calibration(run_dir, which)
+    if calibration is None:
+        if training is None:
+            raise RunError(
+                f"{run_dir} has no calibration for its {which} model and the data has no "
+                "training split to fit one on; evaluate it on its own dataset first"
+            )
+        trained = split_outputs(both, training, config.features, batch_size, progress)
+        calibration = trust.calibrate(trained, valid, class_weights, epoch)
+        write_calibration(run_dir, which, calibration)
+    clip_classifier = ClipClassifier(
+        classifier, config.features, config.audio.sample_rate, genres, calibration=calibration
+    )
+    unknown = {
+        **probes.probe_set(
+            count=probes_per_kind,
+            seconds=config.audio.clip_seconds,
+            sample_rate=config.audio.sample_rate,
+        ),
+        **(unknown or {}),
+    }
+    unknown_outputs = {
+        name: trust.classify_waveforms(clip_classifier, waveforms)
+        for name, waveforms in unknown.items()
+        if len(waveforms)
+    }
+    report["calibration"] = trust.calibration_section(test, calibration)
+    report["open_set"] = trust.open_set_section(
+        test, valid, calibration, class_weights, unknown_outputs
+    )
+    report["open_set"]["speech_source"] = probes.speech_source()
     stem = report_stem(which, config.data.name, split)
     return report, write_report(report, Path(run_dir) / EVALUATION_DIR, stem)

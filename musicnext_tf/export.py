@@ -142,6 +142,7 @@ def describe(trained: TrainedModel) -> dict:
         "min_waveform_samples": min_samples(features),
         "supported_sample_rates": list(SUPPORTED_RATES),
         "fft_dtype": features.fft_dtype,
+        "calibration": trained.calibration.record() if trained.calibration else None,
         "signatures": list(SIGNATURES),
         "architecture": trained.config.model.architecture,
         "head": trained.config.model.head,

@@ -29,10 +29,12 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from musicnext_tf.calibration import Calibration, read_calibration
 from musicnext_tf.config import ExperimentConfig, FeatureConfig, load_run_config
 from musicnext_tf.features import LogMelSpectrogram, frames_for_samples
 from musicnext_tf.graph_audio import SUPPORTED_RATES, Resampler, decode_wav, mix_to_mono
-from musicnext_tf.run_folder import RunError
+from musicnext_tf.open_set import UNKNOWN, unit_rows
+from musicnext_tf.run_folder import MODELS, RunError
 
 SEGMENTS_PER_STEP = 16  # per clip and step: about 130 MB of float64 STFT at 256 x 128 segments
 _RUN_FILES = ("config.json", "run.json")
@@ -50,6 +52,8 @@ class TrainedModel:
         model_file: the `.keras` file the classifier was loaded from.
         run_dir: the run folder it belongs to.
         which: "best", "last" or None (a model file given by path).
+        calibration: the temperature and open-set threshold fitted for this model, or None
+            (probabilities as trained, every clip known).
     """
 
     classifier: keras.Model
@@ -58,6 +62,7 @@ class TrainedModel:
     model_file: Path
     run_dir: Path
     which: str | None = None
+    calibration: Calibration | None = None
 
 
 def load_trained_model(model: str | os.PathLike, which: str | None = None) -> TrainedModel:
@@ -98,7 +103,9 @@ def load_trained_model(model: str | os.PathLike, which: str | None = None) -> Tr
 
     classifier = keras.saving.load_model(path)
     _check_fits(classifier, path, config.features, genres)
-    return TrainedModel(classifier, config, genres, path, run_dir, which)
+    stem = path.stem.removeprefix("model_")
+    calibration = read_calibration(run_dir, which or stem) if (which or stem) in MODELS else None
+    return TrainedModel(classifier, config, genres, path, run_dir, which, calibration)
 
 
 def _run_dir_of(model_file: Path) -> Path:
@@ -148,6 +155,8 @@ class ClipClassifier:
         segments_per_step: segments per clip processed at once in `mono`.
         source_rates: the input sample rates `waveform` and `wav` resample from (their filters
             are measured when those are first traced and become constants of the graph).
+        calibration: the logits' temperature and the open-set score and threshold (None: a
+            temperature of 1, the cosine score, every clip known).
     """
 
     def __init__(
@@ -158,8 +167,10 @@ class ClipClassifier:
         genres: Sequence[str],
         segments_per_step: int = SEGMENTS_PER_STEP,
         source_rates: Sequence[int] = SUPPORTED_RATES,
+        calibration: Calibration | None = None,
     ):
         self.classifier = classifier
+        self.calibration = calibration or Calibration()
         self.features = features
         self.sample_rate = int(sample_rate)
         self.genres = tuple(genres)
@@ -174,6 +185,12 @@ class ClipClassifier:
             features, sample_rate, center=False, name="log_mel"
         )
         self._genre_names = tf.constant(self.genres)
+        self._class_weights = classifier.get_layer("head").kernel  # [features, classes]
+        reference = self.calibration.reference
+        # a run calibrated before the knn score existed, or not at all, scores by cosine
+        self._score = "cosine" if reference is None else self.calibration.score
+        if reference is not None:  # unit rows [training clips, features], a graph constant
+            self._reference = tf.constant(unit_rows(reference), tf.float32)
         self._source_rates = tuple(source_rates)
         self._pooled_size = classifier.get_layer("pooling").output.shape[-1]
         self._mono_graph = tf.function(self.mono, input_signature=[self.mono_spec])
@@ -209,6 +226,10 @@ class ClipClassifier:
         """string [batch]: the bytes of whole WAV files, one clip each."""
         return tf.TensorSpec([None], tf.string, name="wav")
 
+    def _probabilities(self, logits: tf.Tensor) -> tf.Tensor:
+        """The calibrated probabilities: softmax(logits / temperature)."""
+        return tf.nn.softmax(tf.cast(logits, tf.float32) / self.calibration.temperature, axis=-1)
+
     def _decision(self, probabilities: tf.Tensor) -> dict[str, tf.Tensor]:
         class_id = tf.argmax(probabilities, axis=-1)
         return {
@@ -217,10 +238,33 @@ class ClipClassifier:
             "genre": tf.gather(self._genre_names, class_id),
         }
 
+    def _open_set(self, probabilities: tf.Tensor, embedding: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Per clip: the open-set `score` (`open_set.clip_scores`), `is_known` (score >= the
+        threshold), `best_genre` (the most probable genre) and `genre` ("unknown" when rejected)."""
+        rows = tf.math.l2_normalize(embedding, axis=-1)
+        if self._score == "knn":
+            similarities = tf.matmul(rows, self._reference, transpose_b=True)
+            neighbours = min(self.calibration.neighbours, int(self._reference.shape[0]))
+            score = tf.math.top_k(similarities, k=neighbours).values[:, -1]
+        elif self._score == "cosine":
+            columns = tf.math.l2_normalize(tf.cast(self._class_weights, tf.float32), axis=0)
+            score = tf.reduce_max(tf.matmul(rows, columns), axis=-1)
+        else:
+            score = tf.reduce_max(probabilities, axis=-1)
+        threshold = self.calibration.threshold
+        is_known = score >= (-float("inf") if threshold is None else threshold)
+        best = tf.gather(self._genre_names, tf.argmax(probabilities, axis=-1))
+        return {
+            "score": score,
+            "is_known": is_known,
+            "best_genre": best,
+            "genre": tf.where(is_known, best, tf.constant(UNKNOWN)),
+        }
+
     def segments(self, segments: tf.Tensor) -> dict[str, tf.Tensor]:
         """Per segment: `probabilities` [batch, classes], `class_id` int64 [batch], `genre` [batch]."""
         logits = self._scores(segments, training=False)["logits"]
-        return self._decision(tf.nn.softmax(logits, axis=-1))
+        return self._decision(self._probabilities(logits))
 
     def embedding(self, segments: tf.Tensor) -> dict[str, tf.Tensor]:
         """Per segment: `embedding` [batch, features], the pooled features the head classifies."""
@@ -247,36 +291,58 @@ class ClipClassifier:
 
     def wav(self, wav: tf.Tensor) -> dict[str, tf.Tensor]:
         """`mono` of whole WAV files (decoded, mixed and resampled in the graph), one per clip.
+        The timeline outputs are padded to the longest file (zeros after `segment_count`).
 
         Args:
             wav: string [clips]; each file may have its own length, channels and rate.
         """
+        classes = len(self.genres)
 
         def one_file(contents):
             audio, rate = decode_wav(contents)
             clip = self.mono(self._resampler(mix_to_mono(audio[None]), rate))
             return {name: value[0] for name, value in clip.items()}
 
+        per_segment = {
+            "segment_probabilities": tf.RaggedTensorSpec([None, classes], tf.float32, 0),
+            "segment_start_s": tf.RaggedTensorSpec([None], tf.float32, 0),
+            "segment_end_s": tf.RaggedTensorSpec([None], tf.float32, 0),
+        }
         one_clip = {
-            "probabilities": tf.TensorSpec([len(self.genres)], tf.float32),
+            "probabilities": tf.TensorSpec([classes], tf.float32),
             "class_id": tf.TensorSpec([], tf.int64),
             "genre": tf.TensorSpec([], tf.string),
+            "best_genre": tf.TensorSpec([], tf.string),
+            "score": tf.TensorSpec([], tf.float32),
+            "is_known": tf.TensorSpec([], tf.bool),
             "embedding": tf.TensorSpec([self._pooled_size], tf.float32),
+            "segment_count": tf.TensorSpec([], tf.int32),
+            **per_segment,
         }
-        return tf.map_fn(one_file, wav, fn_output_signature=one_clip)
+        outputs = tf.map_fn(one_file, wav, fn_output_signature=one_clip)
+        for name in per_segment:
+            outputs[name] = outputs[name].to_tensor()
+        return outputs
 
-    def mono(self, waveform: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Per clip: the mean over its whole segments of `probabilities` and of `embedding`, with
-        the `class_id` and `genre` of the mean probabilities.
+    def mono(self, waveform: tf.Tensor, timeline: bool = True) -> dict[str, tf.Tensor]:
+        """Per clip: the mean over its whole segments of the calibrated `probabilities` and of
+        the `embedding`, the open-set decision (`_open_set`) and, with `timeline`, every
+        segment's probabilities and times.
 
         Args:
             waveform: float32 [clips, samples], at least `min_samples(features)` samples.
+            timeline: also return the per-segment outputs (LiteRT leaves them out: its builtin
+                ops have no growing tensor lists).
         Returns:
-            `probabilities` [clips, classes], `class_id` int64 [clips], `genre` string [clips],
-            `embedding` [clips, features].
+            `probabilities` [clips, classes], `class_id` int64 [clips] (the most probable genre),
+            `genre` string [clips] ("unknown" when rejected), `best_genre`, `score` float32,
+            `is_known` bool, `embedding` [clips, features], `segment_count` int32 [clips]; with
+            `timeline`: `segment_probabilities` [clips, segments, classes] and `segment_start_s`,
+            `segment_end_s` [clips, segments] (seconds from the start of the waveform).
         """
         features = self.features
         frames, hop = features.segment_frames, features.hop_length
+        classes = len(self.genres)
         clips, samples = tf.shape(waveform)[0], tf.shape(waveform)[1]
         count = whole_segments(samples, features)
         needed = min_samples(features)
@@ -290,7 +356,7 @@ class ClipClassifier:
             padded = tf.pad(waveform, [[0, 0], [half, half]])
         step = self.segments_per_step
 
-        def one_step(index, probability_sum, embedding_sum):
+        def one_step(index, probability_sum, embedding_sum, timeline_steps):
             first = index * step
             taken = tf.minimum(step, count - first)
             start = first * frames * hop
@@ -298,43 +364,74 @@ class ClipClassifier:
             log_mel = self._log_mel(piece)  # [clips, taken * frames, n_mels]
             segments = tf.reshape(log_mel, [clips * taken, frames, features.n_mels, 1])
             scores = self._scores(segments, training=False)
-
-            def per_clip_sum(values):
-                return tf.reduce_sum(tf.reshape(values, [clips, taken, -1]), axis=1)
-
+            probabilities = tf.reshape(self._probabilities(scores["logits"]), [clips, taken, -1])
+            if timeline:  # [taken, clips, classes] per step, concatenated along segments below
+                timeline_steps = timeline_steps.write(index, tf.transpose(probabilities, [1, 0, 2]))
+            embeddings = tf.reshape(scores["embedding"], [clips, taken, -1])
             return (
                 index + 1,
-                probability_sum + per_clip_sum(tf.nn.softmax(scores["logits"], axis=-1)),
-                embedding_sum + per_clip_sum(scores["embedding"]),
+                probability_sum + tf.reduce_sum(probabilities, axis=1),
+                embedding_sum + tf.reduce_sum(embeddings, axis=1),
+                timeline_steps,
             )
 
-        _, probability_sum, embedding_sum = tf.while_loop(
+        # every step's [taken, clips, classes], concatenated along segments below; without the
+        # timeline a placeholder scalar keeps the loop free of tensor lists
+        steps = (
+            tf.TensorArray(
+                tf.float32,
+                size=0,
+                dynamic_size=True,
+                infer_shape=False,
+                element_shape=tf.TensorShape([None, None, classes]),
+            )
+            if timeline
+            else tf.constant(0.0)
+        )
+        _, probability_sum, embedding_sum, steps = tf.while_loop(
             lambda index, *_: index * step < count,
             one_step,
             (
                 tf.constant(0),
-                tf.zeros([clips, len(self.genres)]),
+                tf.zeros([clips, classes]),
                 tf.zeros([clips, self._pooled_size]),
+                steps,
             ),
             # the sums' batch size may be static outside the loop and dynamic inside it
             shape_invariants=(
                 tf.TensorShape([]),
-                tf.TensorShape([None, len(self.genres)]),
+                tf.TensorShape([None, classes]),
                 tf.TensorShape([None, self._pooled_size]),
+                tf.TensorShape(None) if timeline else tf.TensorShape([]),
             ),
         )
-        count = tf.cast(count, tf.float32)
-        return {
-            **self._decision(probability_sum / count),
-            "embedding": embedding_sum / count,
+        probabilities = probability_sum / tf.cast(count, tf.float32)
+        embedding = embedding_sum / tf.cast(count, tf.float32)
+        outputs = {
+            **self._decision(probabilities),
+            **self._open_set(probabilities, embedding),
+            "embedding": embedding,
+            "segment_count": tf.fill([clips], tf.cast(count, tf.int32)),
         }
+        if timeline:
+            seconds = float(frames * hop) / self.sample_rate
+            starts = tf.range(count, dtype=tf.float32) * seconds
+            with tf.control_dependencies([check]):  # its message, not the empty list's
+                per_segment = steps.concat()
+            outputs.update(
+                segment_probabilities=tf.transpose(per_segment, [1, 0, 2]),
+                segment_start_s=tf.tile(starts[None], [clips, 1]),
+                segment_end_s=tf.tile(starts[None] + seconds, [clips, 1]),
+            )
+        return outputs
 
     def classify_waveform(self, waveform) -> dict:
         """Runs `mono` on a batch of equal-length clips [clips, samples] (numpy or tensor);
         returns numpy arrays (genre names as str)."""
         outputs = self._mono_graph(tf.convert_to_tensor(waveform, tf.float32))
         result = {name: value.numpy() for name, value in outputs.items()}
-        result["genre"] = [name.decode("utf-8") for name in result["genre"]]
+        for name in ("genre", "best_genre"):
+            result[name] = [genre.decode("utf-8") for genre in result[name]]
         return result
 
     @classmethod
@@ -344,5 +441,6 @@ class ClipClassifier:
             trained.config.features,
             trained.config.audio.sample_rate,
             trained.genres,
+            calibration=trained.calibration,
             **kwargs,
         )

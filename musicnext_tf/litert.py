@@ -124,7 +124,7 @@ def signature_functions(trained: TrainedModel) -> dict[str, tf.types.experimenta
 
     def waveform(waveform):
         with keras.StatelessScope(state_mapping=weights):
-            return outputs(clips.mono(waveform)["probabilities"])
+            return outputs(clips.mono(waveform, timeline=False)["probabilities"])
 
     mel_graph = tf.function(mel, input_signature=[clips.segments_spec])
     waveform_graph = tf.function(waveform, input_signature=[clips.mono_spec])

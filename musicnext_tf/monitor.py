@@ -31,8 +31,9 @@ import numpy as np
 import tensorflow as tf
 
 from musicnext_tf.audio import CLIP_RULES
+from musicnext_tf.calibration import clip_probabilities, tempered_softmax
 from musicnext_tf.config import SCHEDULES, STANDARD_SIZES, ExperimentConfig, FeatureConfig
-from musicnext_tf.evaluate import clip_probabilities, predict_segments, softmax
+from musicnext_tf.evaluate import predict_segments
 from musicnext_tf.layers import LSoftmax
 from musicnext_tf.model import ELU_POSITIONS, HEADS, embedding_model
 from musicnext_tf.prepare import PreparedDataset, SplitFeatures
@@ -144,7 +145,7 @@ def clip_predictions(
 ) -> np.ndarray:
     """Predicted genre id of every clip of a split: the argmax of its mean segment probability."""
     logits, _, clips = predict_segments(classifier, split, features, batch_size)
-    probabilities = softmax(logits.astype(np.float64))
+    probabilities = tempered_softmax(logits)
     return clip_probabilities(probabilities, clips, len(split)).argmax(axis=1)
 
 
@@ -287,7 +288,7 @@ def clip_embeddings(
     segment_features, _, clips = predict_segments(
         embedding_model(classifier), split, features, batch_size
     )
-    return clip_probabilities(segment_features, clips, len(split))  # the per-clip mean
+    return clip_probabilities(segment_features, clips, len(split)).astype(np.float32)  # the mean
 
 
 def _tsv_field(text: str) -> str:
@@ -423,10 +424,12 @@ def final_results(metrics: dict) -> dict[str, float]:
     return {name: float(value) for name, value in results.items() if value is not None}
 
 
-def write_final_results(run_dir: str | Path, metrics: dict) -> None:
+def write_final_results(
+    run_dir: str | Path, metrics: dict, images: dict[str, bytes] | None = None
+) -> None:
     """Writes the run's `final_results` into `RUN_DIR/logs` once, at its last epoch, where the
     hparams dashboard shows them beside the run's hyperparameters and the scalars tab beside
-    the curves."""
+    the curves; `images` ({tag: PNG bytes}, e.g. the reliability diagram) go to the images tab."""
     folder = Path(run_dir) / LOGS
     if any(folder.glob(f"*{RESULTS_SUFFIX}")):
         return
@@ -434,6 +437,9 @@ def write_final_results(run_dir: str | Path, metrics: dict) -> None:
     with writer.as_default():
         for name, value in final_results(metrics).items():
             tf.summary.scalar(name, value, step=metrics["epochs_completed"])
+        for tag, png in (images or {}).items():
+            picture = tf.io.decode_png(png, channels=3)[None]
+            tf.summary.image(tag, picture, step=metrics["epochs_completed"])
     writer.close()
 
 

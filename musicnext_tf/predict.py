@@ -3,8 +3,11 @@
 Each file is decoded, mixed to mono and resampled to the run's sample rate as in training
 (`audio.load_clip`), cut by a clip rule (by default the whole file) and classified by the graph
 that the SavedModel's `waveform` signature exports (`inference.ClipClassifier`): the mean of the
-probabilities of all its whole segments. A file that cannot be used is reported with one warning
-line, listed in the output with its `error` reason, and skipped, as dataset preparation does.
+probabilities of all its whole segments, calibrated with the run's temperature. A clip whose
+open-set score is below the run's threshold gets the genre "unknown" (its most probable genre stays
+in `best_genre`). A file that cannot be used is reported with one warning line, listed in the output
+with its `error` reason, and skipped, as dataset preparation does. With `timeline`, every segment's
+probabilities are kept too (`musicnext_tf.timeline`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from musicnext_tf.audio import (
@@ -28,6 +31,7 @@ from musicnext_tf.audio import (
 )
 from musicnext_tf.datasets.base import DatasetError
 from musicnext_tf.inference import ClipClassifier, TrainedModel, min_samples, whole_segments
+from musicnext_tf.timeline import Timeline, timeline_names, write_timeline
 
 DEFAULT_CLIP_RULE = "full"
 DATASET_RULE = "dataset"  # the clip rule of the run's dataset ([audio] clip_rule)
@@ -41,23 +45,35 @@ class Prediction:
 
     Attributes:
         path: the file as found.
-        genre: the most probable genre (None when skipped).
-        probability: that genre's probability.
+        genre: the most probable genre, or "unknown" when the open-set score is below the run's
+            threshold (None when skipped).
+        probability: the most probable genre's probability.
+        best_genre: the most probable genre, known or not.
+        score: the open-set score (`open_set`); `is_known`: score >= the run's threshold.
         probabilities: every genre's probability, in the model's genre order.
         segments: how many whole segments were averaged.
         seconds: the duration that was classified (after the clip rule).
         error: the reason code of `audio.AudioError` when skipped ("too_short", "undecodable"...).
         error_detail: what exactly was wrong.
+        timeline: every segment's times and probabilities, when asked for.
     """
 
     path: str
     genre: str | None = None
     probability: float | None = None
+    best_genre: str | None = None
+    score: float | None = None
+    is_known: bool | None = None
     probabilities: dict[str, float] | None = None
     segments: int = 0
     seconds: float | None = None
     error: str | None = None
     error_detail: str | None = None
+    timeline: Timeline | None = field(default=None, repr=False, compare=False)
+
+    def record(self) -> dict:
+        """The prediction's fields for CSV and JSON output (the timeline has files of its own)."""
+        return {name: value for name, value in asdict(self).items() if name != "timeline"}
 
 
 def audio_files(paths: Iterable[str | os.PathLike]) -> list[Path]:
@@ -104,6 +120,7 @@ def predict_files(
     files: Sequence[str | os.PathLike],
     clip_rule: str = DEFAULT_CLIP_RULE,
     progress: bool = True,
+    timeline: bool = False,
 ) -> list[Prediction]:
     """Classifies every file; unusable ones are logged, listed with their error and skipped.
 
@@ -111,14 +128,17 @@ def predict_files(
         clip_rule: "full" (every whole segment of the file), "head", "paper" (see
             `audio.clip_window`) or "dataset" (the run's rule); the clip length and minimum
             duration are the run's `[audio]` settings.
+        timeline: keep every segment's times and probabilities in `Prediction.timeline`.
     """
     rule = resolve_clip_rule(clip_rule, trained)
     classifier = ClipClassifier.from_trained(trained)
     with _progress(files, progress and len(files) > 1) as bar:
-        return [_predict_file(path, trained, rule, classifier) for path in bar]
+        return [_predict_file(path, trained, rule, classifier, timeline) for path in bar]
 
 
-def _predict_file(path, trained: TrainedModel, rule: str, classifier: ClipClassifier) -> Prediction:
+def _predict_file(
+    path, trained: TrainedModel, rule: str, classifier: ClipClassifier, timeline: bool
+) -> Prediction:
     try:
         waveform = _load(path, trained, rule)
     except AudioError as error:
@@ -126,13 +146,24 @@ def _predict_file(path, trained: TrainedModel, rule: str, classifier: ClipClassi
         return Prediction(str(path), error=error.reason, error_detail=error.detail)
     outputs = classifier.classify_waveform(waveform[None])
     probabilities = outputs["probabilities"][0]
+    segments = None
+    if timeline:
+        segments = Timeline(
+            outputs["segment_start_s"][0],
+            outputs["segment_end_s"][0],
+            outputs["segment_probabilities"][0],
+        )
     return Prediction(
         str(path),
         genre=outputs["genre"][0],
         probability=float(probabilities.max()),
+        best_genre=outputs["best_genre"][0],
+        score=float(outputs["score"][0]),
+        is_known=bool(outputs["is_known"][0]),
         probabilities={g: float(p) for g, p in zip(trained.genres, probabilities)},
         segments=whole_segments(len(waveform), trained.config.features),
         seconds=round(len(waveform) / trained.config.audio.sample_rate, 3),
+        timeline=segments,
     )
 
 
@@ -174,21 +205,51 @@ def format_predictions(
             "genres": list(trained.genres),
             "sample_rate": trained.config.audio.sample_rate,
             "clip_rule": resolve_clip_rule(clip_rule, trained),
-            "predictions": [asdict(prediction) for prediction in predictions],
+            "calibration": trained.calibration.record() if trained.calibration else None,
+            "predictions": [prediction.record() for prediction in predictions],
         }
         return json.dumps(document, indent=2) + "\n"
     if format != "csv":
         raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
-    columns = ["path", "genre", "probability", "segments", "seconds", "error", "error_detail"]
+    columns = [
+        "path",
+        "genre",
+        "probability",
+        "best_genre",
+        "score",
+        "is_known",
+        "segments",
+        "seconds",
+        "error",
+        "error_detail",
+    ]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(columns + [f"p_{genre}" for genre in trained.genres])
     for prediction in predictions:
-        row = asdict(prediction)
+        row = prediction.record()
         fixed = [_csv_value(row[column]) for column in columns]
         scores = prediction.probabilities or {}
         writer.writerow(fixed + [_csv_value(scores.get(genre)) for genre in trained.genres])
     return buffer.getvalue()
+
+
+def write_timelines(
+    predictions: Sequence[Prediction],
+    genres: Sequence[str],
+    directory: str | os.PathLike,
+    format: str = "csv",
+    plot: bool = False,
+) -> list[Path]:
+    """Writes the timeline of every classified file into `directory` (`timeline.write_timeline`);
+    returns the paths written."""
+    done = [prediction for prediction in predictions if prediction.timeline is not None]
+    written = []
+    for prediction, name in zip(done, timeline_names([p.path for p in done])):
+        written += write_timeline(
+            prediction.timeline, genres, prediction.path, directory, name, format, plot
+        )
+    return written
 
 
 def _csv_value(value) -> str:

@@ -64,6 +64,7 @@ from musicnext_tf.run_folder import (
     run_lock,
     save_checkpoint,
 )
+from musicnext_tf.trust import trust_metrics
 
 # validation metric -> True when larger is better; accuracy ties go to the lower validation loss
 SELECTION_METRICS = {"val_clip_accuracy": True, "val_segment_accuracy": True, "val_loss": False}
@@ -579,6 +580,11 @@ def _train(
     return _finish(run, progress, export_base)
 
 
+def report_images(paths: Sequence[Path]) -> dict[str, bytes]:
+    """The PNG figures among an evaluation's files, by TensorBoard tag (`evaluation/<name>`)."""
+    return {f"evaluation/{path.stem}": path.read_bytes() for path in paths if path.suffix == ".png"}
+
+
 def _finish(run: TrainingRun, progress: bool = True, export_base: str | Path | None = None) -> dict:
     """Reports the selected model on the test split and writes `metrics.json` (the run's last
     file: its presence marks the run finished)."""
@@ -591,8 +597,22 @@ def _finish(run: TrainingRun, progress: bool = True, export_base: str | Path | N
     test = split_for_model(run.prepared, "test", run.genres)
     batch_size = run.config.train.batch_size
     baseline = run_baseline(run.prepared)
+    validation = (
+        split_for_model(run.prepared, "validation", run.genres) if run.has_validation else None
+    )
     report, paths = report_model(
-        run.run_dir, which, run.config, test, run.genres, "test", batch_size, progress, baseline
+        run.run_dir,
+        which,
+        run.config,
+        test,
+        run.genres,
+        "test",
+        batch_size,
+        progress,
+        baseline,
+        validation=validation,
+        training=split_for_model(run.prepared, "train", run.genres),
+        recalibrate=True,
     )
     history = run.state["history"]
     keys = sorted({key for row in history for key in row} - {"epoch", "session"})
@@ -611,9 +631,10 @@ def _finish(run: TrainingRun, progress: bool = True, export_base: str | Path | N
         "train_seconds": round(run.state["train_seconds"], 1),
         "sessions": len(run.state["sessions"]),
         "evaluation": [str(path.relative_to(run.run_dir)) for path in paths],
+        **trust_metrics(report),
         "history": {key: [row.get(key) for row in history] for key in keys},
     }
-    write_final_results(run.run_dir, metrics)
+    write_final_results(run.run_dir, metrics, images=report_images(paths))
     if export_base is not None:  # the run is finished but for metrics.json: a kill exports again
         metrics["export"] = str(export_run(run.run_dir, export_base, which=which))
     write_json(run.run_dir / "metrics.json", metrics)

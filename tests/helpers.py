@@ -86,8 +86,8 @@ def train_tiny_run(root: Path, **sections) -> Path:
     from musicnext_tf.train import fit
 
     data = write_timbre_dataset(root / "data", clips_per_class=9)
-    cache = {"cache_dir": str(root / "cache")}
-    fit(tiny_config(data, data=cache, **sections), root / "run", progress=False)
+    sections["data"] = {"cache_dir": str(root / "cache"), **sections.get("data", {})}
+    fit(tiny_config(data, **sections), root / "run", progress=False)
     return root / "run"
 
 

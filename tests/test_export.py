@@ -165,6 +165,17 @@ def test_saved_model_cli_shows_the_signatures_and_runs(
         "genre": ("DT_STRING", "(-1)"),
     }
     embedding = {"embedding": ("DT_FLOAT", "(-1, 16)")}
+    clip = {
+        **decision,
+        **embedding,
+        "best_genre": ("DT_STRING", "(-1)"),
+        "score": ("DT_FLOAT", "(-1)"),
+        "is_known": ("DT_BOOL", "(-1)"),
+        "segment_count": ("DT_INT32", "(-1)"),
+        "segment_probabilities": ("DT_FLOAT", "(-1, -1, 3)"),
+        "segment_start_s": ("DT_FLOAT", "(-1, -1)"),
+        "segment_end_s": ("DT_FLOAT", "(-1, -1)"),
+    }
     signatures = signature_defs(shown)
     signatures.pop("__saved_model_init_op", None)
     assert signatures == {
@@ -174,9 +185,9 @@ def test_saved_model_cli_shows_the_signatures_and_runs(
                 "audio": ("DT_FLOAT", "(-1, -1, -1)"),
                 "sample_rate": ("DT_INT32", "unknown_rank"),
             },
-            "outputs": {**decision, **embedding},
+            "outputs": clip,
         },
-        "wav": {"inputs": {"wav": ("DT_STRING", "(-1)")}, "outputs": {**decision, **embedding}},
+        "wav": {"inputs": {"wav": ("DT_STRING", "(-1)")}, "outputs": clip},
         "embedding": {"inputs": segment_input, "outputs": embedding},
     }
 

@@ -23,8 +23,8 @@ from helpers import tiny_config, write_timbre_dataset
 from sklearn.metrics import confusion_matrix
 
 from musicnext_tf import datasets, monitor
+from musicnext_tf.calibration import tempered_softmax as softmax
 from musicnext_tf.config import TrainConfig
-from musicnext_tf.evaluate import softmax
 from musicnext_tf.model import build_model, embedding_model, needs_labels, training_model
 from musicnext_tf.pipeline import steps_per_epoch, training_dataset
 from musicnext_tf.prepare import prepare
