@@ -183,7 +183,7 @@ def _add_evaluate_parser(commands) -> None:
             "and after the run's temperature) and open-set rejection (AUROC and false acceptance "
             "of generated noise, silence and speech, and of --unknown recordings). Writes "
             "RUN_DIR/evaluation/<model>-<data>-<split>.json, .md, -confusion.png and "
-            "-reliability.png (the PNGs need matplotlib: pip install musicnext-tf[plots])."
+            "-reliability.png."
         ),
     )
     evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `fit`")
@@ -230,8 +230,8 @@ def _add_export_parser(commands) -> None:
             "Export a run's model as BASE/NAME/VERSION/ (saved_model.pb, variables/, assets/) in "
             "TF Serving's layout, VERSION being one more than the highest there. Signatures: "
             "serving_default (log-mel segments -> probabilities, class_id, genre), waveform "
-            "(audio [batch, samples, channels] at a sample_rate -> the same per clip, and "
-            "embedding), wav (WAV file bytes -> as waveform) and embedding (segments -> pooled "
+            "(audio [batch, samples, channels] at a sample_rate -> the same per clip, with the "
+            "open-set score, is_known, the embedding and per-segment probabilities), wav (WAV file bytes -> as waveform) and embedding (segments -> pooled "
             "features); see saved_models/README.md. With --format litert: BASE/NAME/NAME.tflite "
             "(signatures mel and waveform, mono at the run's rate) and labels.txt."
         ),
@@ -367,8 +367,7 @@ def _add_sweep_parser(commands) -> None:
             "Train every cell of an experiment's grid (each --values entry times each seed) as a "
             "run folder SWEEP_DIR/cells/<cell>/, then write SWEEP_DIR/EXPERIMENT.md (the paper's "
             "table or figure as a table, the paper's numbers beside ours where it gives them), "
-            "EXPERIMENT.csv and EXPERIMENT.png (needs matplotlib: pip install "
-            "musicnext-tf[plots]). Finished cells are reused, also by the other experiments in "
+            "EXPERIMENT.csv and EXPERIMENT.png. Finished cells are reused, also by the other experiments in "
             "the same SWEEP_DIR, and an interrupted sweep continues when run again. Compare the "
             "cells' hyperparameters and test metrics with `tensorboard --logdir SWEEP_DIR/cells`. "
             "See docs/reproducing.md.",

@@ -11,7 +11,7 @@ regression trained on the run's training split), so every figure has its classic
 
     RUN_DIR/evaluation/<model>-<dataset>-<split>.json
     RUN_DIR/evaluation/<model>-<dataset>-<split>.md
-    RUN_DIR/evaluation/<model>-<dataset>-<split>-confusion.png   (needs matplotlib: the `plots` extra)
+    RUN_DIR/evaluation/<model>-<dataset>-<split>-confusion.png
 """
 
 from __future__ import annotations
@@ -164,8 +164,8 @@ def write_report(report: dict, directory: str | os.PathLike, stem: str) -> list[
             paths.append(directory / name)
     except ImportError:
         log.warning(
-            "matplotlib is not installed: wrote %s and %s without the PNG figures "
-            "(`pip install musicnext-tf[plots]` adds them)",
+            "matplotlib cannot be imported: wrote %s and %s without the PNG figures "
+            "(reinstall musicnext-tf to get it back)",
             paths[0].name,
             paths[1].name,
         )

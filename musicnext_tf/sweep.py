@@ -735,7 +735,7 @@ def write_results(
         except ImportError:
             log.warning(
                 "matplotlib is not installed: wrote %s and %s without the plot "
-                "(`pip install musicnext-tf[plots]` adds it)",
+                "(reinstall musicnext-tf to get it back)",
                 markdown,
                 table,
             )

@@ -177,7 +177,15 @@ def test_cli_help_explains_every_option(capsys):
     with pytest.raises(SystemExit):
         cli.main(["evaluate", "--help"])
     text = capsys.readouterr().out
-    for option in ["RUN_DIR", "--data", "--data-dir", "--model", "--split", "[plots]"]:
+    for option in [
+        "RUN_DIR",
+        "--data",
+        "--data-dir",
+        "--model",
+        "--split",
+        "--unknown",
+        "--probes",
+    ]:
         assert option in text
     with pytest.raises(SystemExit):
         cli.main(["--help"])

@@ -43,6 +43,16 @@ def test_fit_stores_the_calibration_and_reports_it(run):
     assert (run / "evaluation" / "best-folder-test-reliability.png").stat().st_size > 5000
     markdown = (run / "evaluation" / "best-folder-test.md").read_text()
     assert "## Calibration" in markdown and "## Open-set rejection" in markdown
+    # the reliability diagram is in TensorBoard's images, in the run's results events file
+    import tensorflow as tf
+
+    (events,) = (run / "logs").glob("*.results")
+    tags = {
+        value.tag
+        for event in tf.compat.v1.train.summary_iterator(str(events))
+        for value in event.summary.value
+    }
+    assert "evaluation/best-folder-test-reliability" in tags
 
 
 def test_the_temperature_minimises_the_validation_nll(run, capsys):
@@ -174,3 +184,22 @@ def test_signatures_return_score_is_known_and_the_timeline(run, tmp_path):
     np.testing.assert_allclose(
         waveform["segment_end_s"].numpy()[0], prediction.timeline.end_s, atol=1e-6
     )
+
+
+def test_without_a_validation_split_the_figures_are_uncalibrated(tiny_run):
+    calibration = read_calibration(tiny_run, "last")
+    assert calibration.temperature == 1.0 and calibration.threshold is None
+    report = json.loads((tiny_run / "evaluation" / "last-folder-test.json").read_text())
+    assert set(report["calibration"]["clip"]) == {"before"}
+    assert report["open_set"]["threshold"] is None
+    assert report["open_set"]["scores"]["knn"]["sets"]["speech"]["false_acceptance"] is None
+    markdown = (tiny_run / "evaluation" / "last-folder-test.md").read_text()
+    assert "No validation split: the figures are uncalibrated." in markdown
+    # every clip is known, and the score is still given
+    (prediction,) = predict_files(
+        load_trained_model(tiny_run),
+        [tiny_run.parent / "data" / "drone" / "drone.00000.wav"],
+        progress=False,
+    )
+    assert prediction.is_known and prediction.genre == prediction.best_genre
+    assert 0.0 < prediction.score <= 1.0
