@@ -182,7 +182,9 @@ def main(argv=None) -> int:
     settings = QUICK if args.quick else FULL
     if args.batch_size:
         settings = replace(settings, batch_size=args.batch_size)
-    import musicnext_tf  # noqa: F401  (TensorFlow without its start-up chatter)
+    from musicnext_tf.startup import import_tensorflow
+
+    import_tensorflow()  # without its start-up chatter
     from benchmarks import estimate
     from benchmarks.results import table, write_json
 

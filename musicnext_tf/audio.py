@@ -22,7 +22,7 @@ import soundfile
 import soxr
 
 from musicnext_tf import mp3
-from musicnext_tf.config import ConfigError
+from musicnext_tf.config import CLIP_RULES, ConfigError
 
 # what libsndfile decodes (Ogg holds Vorbis or Opus; .mp2 is MPEG layer II)
 AUDIO_EXTENSIONS = (
@@ -34,7 +34,6 @@ UNSUPPORTED_EXTENSIONS = (
     *(".m4a", ".m4b", ".mp4", ".aac", ".alac", ".wma", ".asf", ".ape", ".mpc", ".wv", ".tta"),
     *(".mka", ".webm", ".ac3", ".dts", ".amr", ".ra", ".rm", ".dsf", ".dff"),
 )
-CLIP_RULES = ("head", "paper", "full")
 DECODERS = ("soundfile", "tfio")
 # A clip whose peak stays below -80 dBFS (about 3 steps of 16-bit audio) holds no music: digital
 # silence, or dither and hiss from an empty recording.

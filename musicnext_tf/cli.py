@@ -9,9 +9,9 @@ import textwrap
 import time
 from pathlib import Path
 
-from musicnext_tf.audio import CLIP_RULES
 from musicnext_tf.config import (
     ARCHITECTURES,
+    CLIP_RULES,
     MODEL_SIZES,
     PRECISIONS,
     STRATEGIES,
@@ -47,12 +47,25 @@ def _add_strict_and_quiet(parser) -> None:
 def _add_dataset_options(parser) -> None:
     """--data, --data-dir and --config: which dataset, where, and the user's settings file."""
     parser.add_argument(
-        "--data", help="dataset: demo, folder or a preset name (see `musicnext-tf presets`)"
+        "--data",
+        type=_dataset_name,
+        help="dataset: demo, folder or a preset name (see `musicnext-tf presets`)",
     )
     parser.add_argument(
         "--data-dir", help="the dataset's root folder (default: [data] data_dir or $MUSICNEXT_DATA)"
     )
     parser.add_argument("--config", help="a TOML file whose tables override the dataset's preset")
+
+
+def _dataset_name(name: str) -> str:
+    """A dataset the package can load, checked while parsing (before TensorFlow is imported)."""
+    from musicnext_tf.datasets import LOADERS
+
+    if name not in LOADERS:
+        raise argparse.ArgumentTypeError(
+            f"unknown dataset {name!r}; choose one of {', '.join(sorted(LOADERS))}"
+        )
+    return name
 
 
 def _add_fit_parser(commands) -> None:
@@ -189,6 +202,7 @@ def _add_evaluate_parser(commands) -> None:
     evaluate.add_argument("run_dir", metavar="RUN_DIR", help="a run folder written by `fit`")
     evaluate.add_argument(
         "--data",
+        type=_dataset_name,
         help="evaluate on another dataset with the same genres (default: the run's dataset)",
     )
     evaluate.add_argument("--data-dir", help="the dataset's root folder (default: the run's)")
@@ -746,6 +760,7 @@ def _prepare(args) -> int:
     return 0
 
 
+WITHOUT_TENSORFLOW = ("presets",)  # commands that never need TensorFlow
 # name -> (function adding the subcommand's parser, function running it and returning an exit code)
 COMMANDS = {
     "fit": (_add_fit_parser, _fit),
@@ -774,10 +789,12 @@ def main(argv: list[str] | None = None) -> int:
     from musicnext_tf.audio import AudioError
     from musicnext_tf.config import ConfigError
     from musicnext_tf.datasets import DatasetError
-    from musicnext_tf.export import ExportError
-    from musicnext_tf.prepare import PrepareError
-    from musicnext_tf.run_folder import RunError
+    from musicnext_tf.errors import ExportError, PrepareError, RunError
 
+    if args.command not in WITHOUT_TENSORFLOW:
+        from musicnext_tf.startup import import_tensorflow
+
+        import_tensorflow()  # first, so that its start-up chatter stays off the terminal
     try:
         return COMMANDS[args.command][1](args)
     except (ConfigError, DatasetError, PrepareError, AudioError, RunError, ExportError) as error:

@@ -144,6 +144,8 @@ class ModelConfig:
             )
 
 
+# `[audio] clip_rule`: which part of each recording is used (see `audio.clip_window`)
+CLIP_RULES = ("head", "paper", "full")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 # `[train] schedule`: "constant" (the paper's Adam at a fixed rate), or a linear warm-up over
 # `warmup_epochs` followed by a cosine decay to 0 at the last epoch

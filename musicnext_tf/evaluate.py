@@ -492,7 +492,9 @@ def report_model(
     Returns (the report, the paths written)."""
     import keras
 
-    import musicnext_tf  # noqa: F401  (registers the custom layers for load_model)
+    from musicnext_tf import register_keras_objects
+
+    register_keras_objects()  # the custom layers, for load_model
     from musicnext_tf.inference import ClipClassifier
 
     path = model_file(run_dir, which)

@@ -35,6 +35,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from musicnext_tf.errors import ExportError  # noqa: F401  (raised here; re-exported)
 from musicnext_tf.files import atomic_write, staging_directory, sync_tree, write_json
 from musicnext_tf.graph_audio import SUPPORTED_RATES
 from musicnext_tf.inference import ClipClassifier, TrainedModel, load_trained_model, min_samples
@@ -44,10 +45,6 @@ SIGNATURES = ("serving_default", "waveform", "wav", "embedding")
 STAGING_PREFIX = ".tmp-export-"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*$")
 log = logging.getLogger(__name__)
-
-
-class ExportError(RuntimeError):
-    """An export cannot be written as asked; the message says why and what to do."""
 
 
 def versions(model_dir: str | os.PathLike) -> list[int]:

@@ -19,8 +19,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-
 
 def current_umask() -> int:
     """The process's umask, read without changing it where the system tells it (Linux)."""
@@ -83,9 +81,11 @@ def write_csv(path: str | os.PathLike, columns, rows) -> None:
     atomic_write(path, buffer.getvalue().encode("utf-8"))
 
 
-def write_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+def write_npy(path: str | os.PathLike, array) -> None:
     """Writes a `.npy` file atomically."""
     buffer = io.BytesIO()
+    import numpy as np  # here: the command line imports this module and must start fast
+
     np.save(buffer, array)
     atomic_write(path, buffer.getvalue())
 

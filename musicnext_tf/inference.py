@@ -99,7 +99,9 @@ def load_trained_model(model: str | os.PathLike, which: str | None = None) -> Tr
         )
     config = load_run_config(run_dir)
     genres = tuple(json.loads((run_dir / "run.json").read_text())["genres"])
-    import musicnext_tf  # noqa: F401  (registers the custom layers for load_model)
+    from musicnext_tf import register_keras_objects
+
+    register_keras_objects()  # the custom layers, for load_model
 
     classifier = keras.saving.load_model(path)
     _check_fits(classifier, path, config.features, genres)

@@ -39,6 +39,7 @@ import numpy as np
 from musicnext_tf.audio import AudioError, decode_clip, get_decoder
 from musicnext_tf.config import ConfigError, ExperimentConfig, default_cache_dir
 from musicnext_tf.datasets.base import SPLITS, DatasetError, DatasetIndex, Problem, Track
+from musicnext_tf.errors import PrepareError  # noqa: F401  (raised here; re-exported)
 from musicnext_tf.files import write_json, write_npy
 
 CACHE_VERSION = 3  # 3: the "full" rule keeps every segment of the recording
@@ -52,10 +53,6 @@ _POLL_SECONDS = 0.5
 _PARTIAL_PREFIX = ".tmp-"  # files.atomic_write's temporary files
 _WORKER_NAME = "musicnext-prepare"
 log = logging.getLogger(__name__)
-
-
-class PrepareError(RuntimeError):
-    """Preparation failed: in strict mode, a recording had to be skipped; or a worker failed."""
 
 
 @dataclass

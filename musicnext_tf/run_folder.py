@@ -31,6 +31,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from musicnext_tf.errors import RunError  # noqa: F401  (raised here; re-exported)
 from musicnext_tf.files import atomic_directory, link_or_copy, write_json
 
 CHECKPOINTS = "checkpoints"
@@ -40,10 +41,6 @@ MODELS = ("best", "last")
 _SEED_STATES = "seed_generator_states"
 _CHECKPOINT_NAME = re.compile(r"epoch-(\d+)$")
 log = logging.getLogger(__name__)
-
-
-class RunError(RuntimeError):
-    """A run folder cannot be used as asked; the message says why and what to do."""
 
 
 @dataclass(frozen=True)

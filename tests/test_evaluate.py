@@ -14,12 +14,13 @@ import pytest
 from helpers import tiny_config, write_timbre_dataset
 from sklearn.metrics import log_loss
 
-import musicnext_tf  # noqa: F401  (registers the custom classes for load_model)
-from musicnext_tf import cli, datasets
+from musicnext_tf import cli, datasets, register_keras_objects
 from musicnext_tf.config import load_run_config
 from musicnext_tf.evaluate import classification_report, split_for_model, write_report
 from musicnext_tf.prepare import prepare
 from musicnext_tf.train import fit
+
+register_keras_objects()  # the custom classes, for load_model
 
 GENRES = ["clicks", "drone", "sweeps"]
 

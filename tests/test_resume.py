@@ -26,10 +26,11 @@ import numpy as np
 import pytest
 from helpers import write_timbre_dataset
 
-import musicnext_tf  # noqa: F401  (registers the custom classes for load_model)
-from musicnext_tf import cli, run_folder, train
+from musicnext_tf import cli, register_keras_objects, run_folder, train
 from musicnext_tf.config import load_run_config
 from musicnext_tf.run_folder import RunError, latest_checkpoint, run_lock
+
+register_keras_objects()  # the custom classes, for load_model
 
 EPOCHS = 3
 SUBPROCESS_SECONDS = 180  # bound on every CLI subprocess; a normal one takes about 10 s here

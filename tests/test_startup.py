@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from musicnext_tf.startup import _CHATTER
 
 CHATTER = [
@@ -31,7 +33,10 @@ def test_only_known_start_up_lines_are_dropped():
 
 
 def test_import_leaves_stderr_clean_unless_asked():
-    code = "import musicnext_tf, tensorflow as tf; tf.constant(1.0) + 1.0"
+    code = (  # the package imports TensorFlow when a public name is first used
+        "import musicnext_tf; musicnext_tf.MusicNeXt; import tensorflow as tf; "
+        "tf.constant(1.0) + 1.0"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL",)}
     env.pop("MUSICNEXT_TF_STARTUP_LOGS", None)
     quiet = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
@@ -42,3 +47,43 @@ def test_import_leaves_stderr_clean_unless_asked():
     assert shown.returncode == 0, shown.stderr
     # TensorFlow builds that print nothing at start-up make the two runs equal
     assert len(shown.stderr.splitlines()) >= len(quiet.stderr.splitlines())
+
+
+@pytest.mark.parametrize(
+    "arguments, status",
+    [
+        (["--help"], 0),
+        (["--version"], 0),
+        (["fit", "--help"], 0),
+        (["predict", "--help"], 0),
+        (["fit", "--data", "nosuch"], 2),  # a dataset-name error
+        (["fit", "--epocs", "3"], 2),  # a typo'd option
+        (["presets"], 0),
+    ],
+)
+def test_the_command_line_answers_without_tensorflow(arguments, status):
+    code = (
+        "import sys\n"
+        "from musicnext_tf import cli\n"
+        "try:\n"
+        f"    code = cli.main({arguments!r})\n"
+        "except SystemExit as exit:\n"
+        "    code = exit.code or 0\n"
+        "print('tensorflow' in sys.modules, 'keras' in sys.modules, code)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip().splitlines()[-1] == f"False False {status}", result.stderr
+
+
+def test_public_names_load_lazily_and_register_the_keras_classes():
+    code = (
+        "import sys, musicnext_tf\n"
+        "assert 'tensorflow' not in sys.modules\n"
+        "import keras\n"
+        "layer = musicnext_tf.LSoftmax(3)\n"
+        "assert keras.saving.get_registered_object('musicnext_tf>LSoftmax') is type(layer)\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[0] == "ok"

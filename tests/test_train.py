@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from helpers import tiny_config, write_timbre_dataset
 
-import musicnext_tf  # noqa: F401  (registers the custom classes for load_model)
-from musicnext_tf import cli, datasets
+from musicnext_tf import cli, datasets, register_keras_objects
 from musicnext_tf.config import load_run_config
 from musicnext_tf.evaluate import evaluate_split
 from musicnext_tf.prepare import prepare
 from musicnext_tf.train import fit
+
+register_keras_objects()  # the custom classes, for load_model
 
 
 @pytest.fixture(scope="module")
