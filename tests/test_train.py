@@ -153,8 +153,10 @@ def test_cli_errors_name_the_problem_and_the_fix(tmp_path, capsys):
     (tmp_path / "only").mkdir()
     assert cli.main(["fit", "--data", "folder", "--data-dir", str(tmp_path / "only")]) == 2
     assert "at least 2" in capsys.readouterr().err
-    assert cli.main(["fit", "--data", "nonsense"]) == 2
-    assert "unknown dataset" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit:  # refused while parsing, before TensorFlow loads
+        cli.main(["fit", "--data", "nonsense"])
+    assert exit.value.code == 2
+    assert "unknown dataset 'nonsense'; choose one of demo," in capsys.readouterr().err
 
 
 def test_cli_help_explains_every_option(capsys):
