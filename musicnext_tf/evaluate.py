@@ -433,21 +433,15 @@ def evaluate_run(
 def load_unknown(paths: Sequence[str | os.PathLike], config: ExperimentConfig) -> list[np.ndarray]:
     """The mono waveforms of recordings of unknown genres, cut by the run's clip rule; files that
     cannot be used (or are shorter than one segment) are skipped with a warning."""
-    from musicnext_tf.audio import AudioError, load_clip
-    from musicnext_tf.inference import min_samples
-    from musicnext_tf.predict import audio_files
+    from musicnext_tf.audio import AudioError
+    from musicnext_tf.predict import audio_files, load_waveform
 
-    audio, waveforms = config.audio, []
+    waveforms = []
     for path in audio_files(paths):
         try:
-            waveform = load_clip(
-                path, audio.sample_rate, audio.clip_rule, audio.clip_seconds, audio.min_seconds
-            )
+            waveform = load_waveform(path, config, config.audio.clip_rule)
         except AudioError as error:
             log.warning("skipped %s", error)
-            continue
-        if len(waveform) < min_samples(config.features):
-            log.warning("skipped %s: shorter than one segment", path)
             continue
         waveforms.append(waveform)
     return waveforms

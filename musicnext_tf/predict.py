@@ -29,6 +29,7 @@ from musicnext_tf.audio import (
     AudioError,
     load_clip,
 )
+from musicnext_tf.config import ExperimentConfig
 from musicnext_tf.datasets.base import DatasetError
 from musicnext_tf.inference import ClipClassifier, TrainedModel, min_samples, whole_segments
 from musicnext_tf.timeline import Timeline, timeline_names, write_timeline
@@ -140,7 +141,7 @@ def _predict_file(
     path, trained: TrainedModel, rule: str, classifier: ClipClassifier, timeline: bool
 ) -> Prediction:
     try:
-        waveform = _load(path, trained, rule)
+        waveform = load_waveform(path, trained.config, rule)
     except AudioError as error:
         log.warning("skipped %s", error)
         return Prediction(str(path), error=error.reason, error_detail=error.detail)
@@ -167,9 +168,14 @@ def _predict_file(
     )
 
 
-def _load(path, trained: TrainedModel, rule: str):
-    """The file's mono waveform at the run's sample rate, at least one segment long."""
-    audio, features = trained.config.audio, trained.config.features
+def load_waveform(path, config: ExperimentConfig, rule: str):
+    """The file's mono waveform at the run's sample rate, cut by `rule`, at least one segment
+    long.
+
+    Raises:
+        AudioError: the file cannot be used (its reason, e.g. "too_short").
+    """
+    audio, features = config.audio, config.features
     waveform = load_clip(path, audio.sample_rate, rule, audio.clip_seconds, audio.min_seconds)
     if len(waveform) < min_samples(features):
         needed = min_samples(features) / audio.sample_rate

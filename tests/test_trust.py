@@ -68,6 +68,20 @@ def test_the_temperature_minimises_the_validation_nll(run, capsys):
     assert report["open_set"]["scores"]["knn"]["sets"] == {}
 
 
+def test_evaluate_measures_the_rejection_of_unknown_recordings(run, tmp_path, caplog):
+    folder = tmp_path / "other-genre"
+    folder.mkdir()
+    soundfile.write(str(folder / "noise.wav"), probe_signal("pink_noise", 3.0, RATE, 4), RATE)
+    soundfile.write(str(folder / "short.wav"), probe_signal("pink_noise", 0.2, RATE, 5), RATE)
+    arguments = ["evaluate", str(run), "--probes", "0", "--unknown", str(folder), "--quiet"]
+    assert cli.main(arguments) == 0
+    report = json.loads((run / "evaluation" / "best-folder-test.json").read_text())
+    quality = report["open_set"]["scores"]["knn"]["sets"]["unknown recordings"]
+    assert quality["unknown"] == 1 and quality["known"] == 9  # the short file is skipped...
+    assert any("short.wav" in r.getMessage() for r in caplog.records)  # ...with a warning
+    assert set(report["open_set"]["scores"]["knn"]["sets"]) == {"unknown recordings"}
+
+
 def test_segment_probabilities_are_tempered_logits(run, rng):
     trained = load_trained_model(run)
     clips = ClipClassifier.from_trained(trained)
