@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from musicnext_tf.datasets.synth import synthesize_clip
+from musicnext_tf.demo_music import synthesize_clip
 
 GENRES = ("jazz", "rock")
 SYNTH_SECONDS = 30.0  # longer recordings repeat a synthesised 30 s with a varied level

@@ -34,10 +34,11 @@ import librosa
 
 from benchmarks.corpus import FORMATS, write_corpus
 from benchmarks.features import librosa_log_mel
-from benchmarks.prepare_child import cores, folder_config
+from benchmarks.prepare_child import folder_config
 from benchmarks.results import Figure
 from musicnext_tf.audio import clip_window
 from musicnext_tf.config import ExperimentConfig
+from musicnext_tf.workers import available_cores
 
 FAMILY = "prepare"
 LARGER = 10  # the peak-memory comparison's second corpus is this many times larger
@@ -62,7 +63,7 @@ def write_corpora(
         for name, fmt in FORMATS.items()
     }
     roots = work / "corpus", work / "larger"
-    warmup = {WARMUP: (paths["song"], WARMUP_PER_WORKER * cores())}
+    warmup = {WARMUP: (paths["song"], WARMUP_PER_WORKER * available_cores())}
     for root, scale in zip(roots, (1, LARGER)):
         folders = {name: (paths[name], scale * clips) for name in FORMATS} | warmup
         for name, (sources, count) in folders.items():

@@ -8,7 +8,6 @@ so its workers, which import this module again, weigh what a user's workers weig
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 from musicnext_tf import datasets
 from musicnext_tf.config import ExperimentConfig, resolve
 from musicnext_tf.prepare import prepare
+from musicnext_tf.workers import available_cores
 
 CLIP_RULE = "paper"
 
@@ -27,10 +27,6 @@ def folder_config(root: Path, cache: Path, clip_rule: str = CLIP_RULE) -> Experi
         "audio": {"clip_rule": clip_rule},
     }
     return resolve("folder", overrides=overrides)
-
-
-def cores() -> int:
-    return len(os.sched_getaffinity(0))
 
 
 def completion_rates(entries: Path, started: float, workers: int) -> dict:
@@ -55,11 +51,12 @@ def main(root: str, cache: str) -> None:
     """Prepares ROOT into CACHE; prints the timings."""
     config = folder_config(Path(root), Path(cache))
     index = datasets.load_index(config)
+    workers = available_cores()
     started = time.time()
-    prepared = prepare(index, config, progress=False, workers=cores())
+    prepared = prepare(index, config, progress=False, workers=workers)
     if prepared.problems:
         raise RuntimeError(f"prepare skipped clips: {prepared.problems[:3]}")
-    print(json.dumps(completion_rates(prepared.cache_dir / "entries", started, cores())))
+    print(json.dumps(completion_rates(prepared.cache_dir / "entries", started, workers)))
 
 
 if __name__ == "__main__":

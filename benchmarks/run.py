@@ -15,7 +15,9 @@ import sys
 import time
 from dataclasses import asdict, dataclass, replace
 
-FAMILIES = ("compute", "features", "prepare", "pipeline", "serving")
+FAMILIES = ("compute", "features", "prepare", "pipeline", "serving", "startup")
+# families that measure no model: the default model's workbench is not built for them alone
+WITHOUT_WORKBENCH = ("prepare", "startup")
 # families run only when named with --only: they need data of the user's (--data-dir)
 ON_REQUEST = ("real-music",)
 
@@ -34,6 +36,7 @@ class Settings:
     fit_steps: int  # timed training steps per round in the real-vs-synthetic comparison
     fit_rounds: int  # alternating rounds of real and synthetic input
     serving_batch: int  # 30 s clips per request in the serving throughput figure
+    startup_runs: int  # timed starts of each command in the start-up figures (the median is kept)
 
 
 FULL = Settings(
@@ -47,6 +50,7 @@ FULL = Settings(
     fit_steps=2,
     fit_rounds=2,
     serving_batch=32,
+    startup_runs=7,
 )
 QUICK = Settings(
     batch_size=8,
@@ -59,6 +63,7 @@ QUICK = Settings(
     fit_steps=2,
     fit_rounds=1,
     serving_batch=4,
+    startup_runs=7,
 )
 
 
@@ -68,7 +73,8 @@ def run_families(settings: Settings, families=FAMILIES, config=None) -> list:
     from benchmarks import compute
 
     figures = []
-    bench = compute.build_workbench(settings.batch_size, config)
+    needs_bench = any(family not in WITHOUT_WORKBENCH for family in families)
+    bench = compute.build_workbench(settings.batch_size, config) if needs_bench else None
     for family in families:
         started = time.perf_counter()
         results = _run_family(family, settings, bench)
@@ -81,7 +87,7 @@ def run_families(settings: Settings, families=FAMILIES, config=None) -> list:
 
 
 def _run_family(family: str, settings: Settings, bench) -> list:
-    from benchmarks import compute, features, pipeline, prepare, serving
+    from benchmarks import compute, features, pipeline, prepare, serving, startup
 
     if family == "compute":
         return compute.run(bench, settings.repeats, settings.train_steps)
@@ -93,6 +99,8 @@ def _run_family(family: str, settings: Settings, bench) -> list:
         return pipeline.run(bench, settings.pipeline_clips, settings.fit_steps, settings.fit_rounds)
     if family == "serving":
         return serving.run(bench, settings.repeats, settings.serving_batch)
+    if family == "startup":
+        return startup.run(settings.startup_runs)
     raise ValueError(f"unknown benchmark family {family!r}; choose from {list(FAMILIES)}")
 
 

@@ -18,13 +18,19 @@ def best_time(run: Callable[[], object], repeats: int, warmup: int = 1) -> float
 
 def best_times(runs: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict:
     """{name: best time} of several functions, timed alternately (a, b, a, b, ...)."""
+    return {name: min(times) for name, times in all_times(runs, repeats, warmup).items()}
+
+
+def all_times(runs: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict:
+    """{name: [wall time of each of `repeats` calls]} of several functions, timed alternately
+    (a, b, a, b, ...) after `warmup` untimed calls of each."""
     for run in runs.values():
         for _ in range(warmup):
             run()
-    best = dict.fromkeys(runs, float("inf"))
+    times = {name: [] for name in runs}
     for _ in range(repeats):
         for name, run in runs.items():
             start = time.perf_counter()
             run()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best
+            times[name].append(time.perf_counter() - start)
+    return times

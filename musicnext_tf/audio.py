@@ -256,10 +256,23 @@ class TfioDecoder:
             samples = audio[start:stop].numpy()
         except self._file_errors as error:
             raise AudioError(path, "undecodable", _first_line(error.message)) from None
+        if samples.dtype == np.float32 and _holds_32_bit_integers(path):
+            samples = samples.view(np.int32)  # the integers' own bytes, typed as floats
         if samples.dtype == np.uint8:
             return ((samples.astype(np.float32) - 128.0) / 128.0).reshape(len(samples), -1)
         scale = self._SCALE.get(samples.dtype.name, 1.0)
         return (samples.astype(np.float32) / np.float32(scale)).reshape(len(samples), -1)
+
+
+def _holds_32_bit_integers(path: Path) -> bool:
+    """Whether a file is a WAV of 32-bit integer PCM. tensorflow-io types every 32-bit WAV as
+    float32 and copies its bytes unchanged, so such integers arrive as meaningless floats (often
+    NaN or Inf); libsndfile's reading of the header tells the two kinds apart."""
+    try:
+        info = soundfile.info(str(path))
+    except (soundfile.LibsndfileError, RuntimeError, TypeError):
+        return False
+    return info.format in ("WAV", "WAVEX") and info.subtype == "PCM_32"
 
 
 def _first_line(text: str) -> str:

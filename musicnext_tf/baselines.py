@@ -17,15 +17,8 @@ from collections.abc import Sequence
 
 import keras
 
+from musicnext_tf import blocks
 from musicnext_tf.layers import LayerScale, StochasticDepth
-from musicnext_tf.model import (
-    classification_head,
-    downsample,
-    drop_path_rates,
-    stacked_stages,
-    standardized_segments,
-    stem,
-)
 
 LAYER_NORM_EPSILON = 1e-6  # ConvNeXt's
 BATCH_NORM_MOMENTUM = 0.9  # the usual ResNet value; Keras' 0.99 lags far behind in short runs
@@ -44,7 +37,7 @@ def _batch_norm(x, name: str, dtype=None):
 
 def _classifier(segments, pooled, num_classes: int, head: str, name: str, **head_options):
     """Adds the head to the pooled features and wraps the graph as a classifier model."""
-    logits = classification_head(pooled, num_classes, head, **head_options)
+    logits = blocks.classification_head(pooled, num_classes, head, **head_options)
     return keras.Model(segments, logits, name=name)
 
 
@@ -112,8 +105,8 @@ def ConvNeXt(
     """
     if len(depths) != len(widths):
         raise ValueError(f"depths {list(depths)} and widths {list(widths)} must have equal length")
-    segments, x = standardized_segments(input_shape, input_mean, input_std, dtype)
-    x = stem(x, widths[0], stem_kernel, dtype=dtype)
+    segments, x = blocks.standardized_segments(input_shape, input_mean, input_std, dtype)
+    x = blocks.stem(x, widths[0], stem_kernel, dtype=dtype)
     x = _layer_norm(x, "stem_norm", dtype)
     block = functools.partial(
         convnext_block,
@@ -124,9 +117,9 @@ def ConvNeXt(
     )
 
     def normalize_and_downsample(x, width, name):
-        return downsample(_layer_norm(x, f"{name}_norm", dtype), width, name, dtype=dtype)
+        return blocks.downsample(_layer_norm(x, f"{name}_norm", dtype), width, name, dtype=dtype)
 
-    x = stacked_stages(x, depths, widths, drop_path, block, normalize_and_downsample)
+    x = blocks.stacked_stages(x, depths, widths, drop_path, block, normalize_and_downsample)
     x = keras.layers.GlobalAveragePooling2D(name="global_average_pooling", dtype=dtype)(x)
     pooled = _layer_norm(x, "pooling", "float32")  # float32: the embedding and the head's input
     return _classifier(segments, pooled, num_classes, head, name, **head_options)
@@ -219,9 +212,9 @@ def ResNet(
     """
     if len(depths) != len(widths):
         raise ValueError(f"depths {list(depths)} and widths {list(widths)} must have equal length")
-    segments, x = standardized_segments(input_shape, input_mean, input_std, dtype)
+    segments, x = blocks.standardized_segments(input_shape, input_mean, input_std, dtype)
     x = resnet_stem(x, widths[0], dtype)
-    for stage, (width, rates) in enumerate(zip(widths, drop_path_rates(depths, drop_path))):
+    for stage, (width, rates) in enumerate(zip(widths, blocks.drop_path_rates(depths, drop_path))):
         for block, rate in enumerate(rates):
             x = bottleneck_block(
                 x,

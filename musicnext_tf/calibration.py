@@ -20,7 +20,6 @@ Figures (all numpy, on probabilities [n, classes] and true labels [n]):
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from dataclasses import asdict, dataclass, field
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from musicnext_tf.files import atomic_file, write_json
+from musicnext_tf.reporting import figure_png
 
 ECE_BINS = 15
 CALIBRATION_FILE = "calibration.json"  # in the run folder: {"best": {...}, "last": {...}}
@@ -165,45 +165,42 @@ def fit_temperature(logits: np.ndarray, clips: np.ndarray, clip_labels: np.ndarr
 
 def reliability_png(before: dict, after: dict | None, title: str) -> bytes:
     """A reliability diagram (accuracy against confidence per bin, with the diagonal of perfect
-    calibration) of `calibration_figures` before and, when given, after calibration."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+    calibration) of `calibration_figures` before and, when given, after calibration; raises
+    ImportError without matplotlib."""
     panels = [("uncalibrated", before)] + ([("calibrated", after)] if after else [])
-    figure = Figure(figsize=(4.2 * len(panels), 4.4), layout="constrained")
-    FigureCanvasAgg(figure)
-    for position, (name, figures) in enumerate(panels, start=1):
-        axes = figure.add_subplot(1, len(panels), position)
-        bins = figures["bins"]
-        width = bins[0]["upper"] - bins[0]["lower"]
-        filled = [row for row in bins if row["count"]]
-        axes.bar(
-            [row["lower"] for row in filled],
-            [row["accuracy"] for row in filled],
-            width=width,
-            align="edge",
-            edgecolor="black",
-            color="tab:blue",
-            label="accuracy",
-        )
-        axes.bar(
-            [row["lower"] for row in filled],
-            [row["confidence"] - row["accuracy"] for row in filled],
-            bottom=[row["accuracy"] for row in filled],
-            width=width,
-            align="edge",
-            color="tab:red",
-            alpha=0.3,
-            label="gap to confidence",
-        )
-        axes.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
-        axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top genre)", ylabel="accuracy")
-        axes.set_title(f"{name}: ECE {figures['ece']:.3f}, NLL {figures['nll']:.3f}", fontsize=9)
-        axes.legend(loc="upper left", fontsize=7)
-    figure.suptitle(title, fontsize=10)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
+
+    def draw(figure) -> None:
+        for axes, (name, figures) in zip(figure.subplots(1, len(panels), squeeze=False)[0], panels):
+            bins = figures["bins"]
+            width = bins[0]["upper"] - bins[0]["lower"]
+            filled = [row for row in bins if row["count"]]
+            axes.bar(
+                [row["lower"] for row in filled],
+                [row["accuracy"] for row in filled],
+                width=width,
+                align="edge",
+                edgecolor="black",
+                color="tab:blue",
+                label="accuracy",
+            )
+            axes.bar(
+                [row["lower"] for row in filled],
+                [row["confidence"] - row["accuracy"] for row in filled],
+                bottom=[row["accuracy"] for row in filled],
+                width=width,
+                align="edge",
+                color="tab:red",
+                alpha=0.3,
+                label="gap to confidence",
+            )
+            axes.plot([0, 1], [0, 1], "k--", linewidth=1, label="perfect calibration")
+            axes.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (top genre)", ylabel="accuracy")
+            axes.set_title(
+                f"{name}: ECE {figures['ece']:.3f}, NLL {figures['nll']:.3f}", fontsize=9
+            )
+            axes.legend(loc="upper left", fontsize=7)
+
+    return figure_png(draw, (4.2 * len(panels), 4.4), title, dpi=110)
 
 
 def read_calibration(run_dir: str | os.PathLike, which: str) -> Calibration | None:

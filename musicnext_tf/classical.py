@@ -25,8 +25,9 @@ in that order: `feature_names()` lists the 100 names, `<descriptor>_mean` then `
 Frames of digital silence (every band at the cache's -100 dB floor) are kept: they give finite
 values (flat, centroid in the middle), never NaN or inf.
 
-This module imports neither TensorFlow nor Keras (numpy, scipy and scikit-learn only); its one
-import from this package (`scores`, in `evaluate_baseline`) waits until a baseline is evaluated.
+This module imports neither TensorFlow nor Keras (numpy, scipy and scikit-learn only); its imports
+from this package (`scores`, `reporting`) wait until a baseline is evaluated or reported, so the
+features and the classifier load on their own.
 """
 
 from __future__ import annotations
@@ -257,7 +258,7 @@ def evaluate_baseline(
     `clip_level` is `scores.level_report` of the test clips, as in the network's report.
     `progress(split, done, total)` is called as features are computed.
     """
-    from musicnext_tf.scores import level_report  # here: the package's __init__ loads TensorFlow
+    from musicnext_tf.scores import level_report  # here, so the module loads on its own
 
     genres = list(genres)
     train_split = _split(prepared, train, genres)
@@ -301,23 +302,20 @@ def evaluate_baseline(
 
 def markdown_section(result: dict) -> str:
     """The result of `evaluate_baseline` as a markdown section for the evaluation report."""
+    from musicnext_tf.reporting import as_percent, markdown_table, scores_table
+
+    summary = [
+        ["clip accuracy", as_percent(result["clip_accuracy"])],
+        ["macro F1", f"{result['macro_f1']:.3f}"],
+    ]
     lines = [
         "## Classical baseline",
         "",
         f"Method: {result['method']} ({result['features']} features per recording; "
         f"{result['train_clips']} training clips, {result['test_clips']} test clips).",
         "",
-        "| metric | value |",
-        "|---|---:|",
-        f"| clip accuracy | {100 * result['clip_accuracy']:.2f} % |",
-        f"| macro F1 | {result['macro_f1']:.3f} |",
+        *markdown_table(["metric", "value"], summary),
         "",
-        "| genre | precision | recall | F1 | clips |",
-        "|---|---:|---:|---:|---:|",
+        *scores_table(result["clip_level"]),
     ]
-    for genre, scores in result["clip_level"]["per_genre"].items():
-        lines.append(
-            f"| {genre} | {scores['precision']:.3f} | {scores['recall']:.3f} | "
-            f"{scores['f1']:.3f} | {scores['support']} |"
-        )
     return "\n".join(lines) + "\n"

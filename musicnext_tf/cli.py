@@ -7,20 +7,21 @@ import logging
 import sys
 import textwrap
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from musicnext_tf.config import (
     ARCHITECTURES,
     CLIP_RULES,
+    LITERT_BASE,
     MODEL_SIZES,
     PRECISIONS,
+    QUANTIZATIONS,
+    SAVEDMODEL_BASE,
     STRATEGIES,
     parse_stacking_ratio,
 )
-
-DEFAULT_EXPORT_BASE = "saved_models"  # as musicnext_tf.export.DEFAULT_BASE, without importing TF
-DEFAULT_LITERT_BASE = "litert_models"
-QUANTIZATIONS = ("none", "float16", "dynamic-int8")  # as musicnext_tf.litert.QUANTIZATIONS
 
 EPILOG = """\
 examples:
@@ -51,9 +52,7 @@ def _add_dataset_options(parser) -> None:
         type=_dataset_name,
         help="dataset: demo, folder or a preset name (see `musicnext-tf presets`)",
     )
-    parser.add_argument(
-        "--data-dir", help="the dataset's root folder (default: [data] data_dir or $MUSICNEXT_DATA)"
-    )
+    DATA_DIR_OPTION.add_to(parser)
     parser.add_argument("--config", help="a TOML file whose tables override the dataset's preset")
 
 
@@ -66,6 +65,192 @@ def _dataset_name(name: str) -> str:
             f"unknown dataset {name!r}; choose one of {', '.join(sorted(LOADERS))}"
         )
     return name
+
+
+@dataclass(frozen=True)
+class SettingOption:
+    """A command-line option that sets one config value (`section.key`), declared once: the
+    parser, the config overrides and `--resume`'s conflict check are all derived from it."""
+
+    flag: str
+    setting: str  # "section.key" in `ExperimentConfig`
+    arguments: dict = field(default_factory=dict)  # for `add_argument`
+    convert: Callable | None = None  # applied to a given value before it overrides the config
+    fallback: str | None = None  # the option whose value is used when this one is not given
+    movable: bool = False  # where the run trains: a resume may change it (not a conflict)
+
+    @property
+    def dest(self) -> str:
+        return self.flag[2:].replace("-", "_")
+
+    def add_to(self, parser) -> None:
+        parser.add_argument(self.flag, **self.arguments)
+
+    def given(self, args):
+        """(the value given on the command line or None, the flag that gave it)."""
+        value = getattr(args, self.dest)
+        if value is None and self.fallback:
+            return getattr(args, self.fallback[2:].replace("-", "_")), self.fallback
+        if value is not None and self.convert:
+            value = self.convert(value)
+        return value, self.flag
+
+
+def _absolute(path: str | None) -> str | None:
+    return str(Path(path).expanduser().absolute()) if path else None
+
+
+def _stacking_ratio(text: str) -> list[int]:
+    """`3:3:9:3` -> [3, 3, 9, 3]; argparse reports the ConfigError (a ValueError) as an invalid
+    value."""
+    return parse_stacking_ratio(text)
+
+
+FIT_SETTINGS = (
+    SettingOption(
+        "--data-dir",
+        "data.data_dir",
+        dict(help="the dataset's root folder (default: [data] data_dir or $MUSICNEXT_DATA)"),
+        convert=_absolute,
+    ),
+    SettingOption(
+        "--epochs", "train.epochs", dict(type=int, help="number of training epochs (paper: 50)")
+    ),
+    SettingOption(
+        "--batch-size", "train.batch_size", dict(type=int, help="segments per batch (paper: 50)")
+    ),
+    SettingOption(
+        "--learning-rate", "train.learning_rate", dict(type=float, help="Adam learning rate")
+    ),
+    SettingOption(
+        "--margin",
+        "model.margin",
+        dict(type=int, help="L-softmax angular margin m, an integer >= 1"),
+    ),
+    SettingOption(
+        "--head", "model.head", dict(choices=["lsoftmax", "softmax"], help="classification head")
+    ),
+    SettingOption(
+        "--model",
+        "model.architecture",
+        dict(
+            choices=list(ARCHITECTURES),
+            help="network: musicnext (default), convnext (ConvNeXt-T) or resnet (ResNet-50-style)",
+        ),
+    ),
+    SettingOption(
+        "--depths",
+        "model.depths",
+        dict(
+            type=_stacking_ratio,
+            metavar="N:N:...",
+            help="blocks per stage, the stacking ratio (e.g. 3:3:9:3; one entry per stage width)",
+        ),
+    ),
+    SettingOption(
+        "--size",
+        "model.size",
+        dict(
+            choices=list(MODEL_SIZES),
+            help="network size when --depths is not given: standard (the paper's), small or tiny "
+            "(for a few hundred recordings or fewer)",
+        ),
+    ),
+    SettingOption(
+        "--clip-rule",
+        "audio.clip_rule",
+        dict(
+            choices=list(CLIP_RULES),
+            help="which part of each recording: head (the first 30 s), paper (the ISMIR2004 rule) "
+            "or full (the whole recording)",
+        ),
+    ),
+    SettingOption(
+        "--crops-per-recording",
+        "train.crops_per_recording",
+        dict(
+            type=int,
+            metavar="N",
+            help="draw N random 256-frame crops of every training recording each epoch (0: every "
+            "segment of each clip, the paper's fixed grid)",
+        ),
+    ),
+    SettingOption(
+        "--test-fraction",
+        "data.test_fraction",
+        dict(type=float, help="share of the recordings in the test split"),
+    ),
+    SettingOption(
+        "--validation-fraction",
+        "data.validation_fraction",
+        dict(
+            type=float,
+            help="share of the recordings in the validation split, which picks the best epoch "
+            "(0: none, the last epoch's model is reported)",
+        ),
+    ),
+    SettingOption(
+        "--seed",
+        "train.seed",
+        dict(
+            type=int,
+            help="seed of initialisation, data order, augmentation and (unless --split-seed is "
+            "given) the train/validation/test split",
+        ),
+    ),
+    SettingOption(
+        "--split-seed",
+        "data.split_seed",
+        dict(
+            type=int,
+            help="seed of the train/validation/test split alone (default: --seed, else [data] "
+            "split_seed)",
+        ),
+        fallback="--seed",
+    ),
+    SettingOption(
+        "--precision",
+        "train.precision",
+        dict(
+            choices=list(PRECISIONS),
+            help="float32 (default), or mixed precision for accelerators: mixed_bfloat16 (TPU, "
+            "recent GPUs) or mixed_float16 (GPUs; with loss scaling); the head and loss stay "
+            "float32",
+        ),
+    ),
+    SettingOption(
+        "--jit-compile",
+        "train.jit_compile",
+        dict(
+            action=argparse.BooleanOptionalAction,
+            help="compile the training step with XLA (default: on when a GPU is visible, else off)",
+        ),
+    ),
+    SettingOption(
+        "--strategy",
+        "train.strategy",
+        dict(
+            choices=list(STRATEGIES),
+            help="default: one device; mirrored: all local GPUs; multi-worker: the hosts listed "
+            "in the TF_CONFIG environment variable, one process each (see README, Distributed "
+            "training); --batch-size stays the global batch. With --resume it may differ from "
+            "the run's",
+        ),
+        movable=True,
+    ),
+    SettingOption(
+        "--data-service",
+        "train.data_service",
+        dict(
+            metavar="grpc://HOST:PORT",
+            help="a tf.data service dispatcher whose worker prepares the training batches instead "
+            "of this process (see README, Distributed training). With --resume it may differ "
+            "from the run's",
+        ),
+        movable=True,
+    ),
+)
+DATA_DIR_OPTION = FIT_SETTINGS[0]
 
 
 def _add_fit_parser(commands) -> None:
@@ -91,93 +276,15 @@ def _add_fit_parser(commands) -> None:
         help="continue an interrupted run from its last complete epoch, with the settings in "
         "RUN_DIR/config.json; a finished run is left as it is",
     )
-    fit.add_argument("--epochs", type=int, help="number of training epochs (paper: 50)")
-    fit.add_argument("--batch-size", type=int, help="segments per batch (paper: 50)")
-    fit.add_argument("--learning-rate", type=float, help="Adam learning rate")
-    fit.add_argument("--margin", type=int, help="L-softmax angular margin m, an integer >= 1")
-    fit.add_argument("--head", choices=["lsoftmax", "softmax"], help="classification head")
-    fit.add_argument(
-        "--model",
-        choices=list(ARCHITECTURES),
-        help="network: musicnext (default), convnext (ConvNeXt-T) or resnet (ResNet-50-style)",
-    )
-    fit.add_argument(
-        "--depths",
-        type=_stacking_ratio,
-        metavar="N:N:...",
-        help="blocks per stage, the stacking ratio (e.g. 3:3:9:3; one entry per stage width)",
-    )
-    fit.add_argument(
-        "--size",
-        choices=list(MODEL_SIZES),
-        help="network size when --depths is not given: standard (the paper's), small or tiny "
-        "(for a few hundred recordings or fewer)",
-    )
-    fit.add_argument(
-        "--clip-rule",
-        choices=list(CLIP_RULES),
-        help="which part of each recording: head (the first 30 s), paper (the ISMIR2004 rule) "
-        "or full (the whole recording)",
-    )
-    fit.add_argument(
-        "--crops-per-recording",
-        type=int,
-        metavar="N",
-        help="draw N random 256-frame crops of every training recording each epoch (0: every "
-        "segment of each clip, the paper's fixed grid)",
-    )
-    fit.add_argument(
-        "--test-fraction", type=float, help="share of the recordings in the test split"
-    )
-    fit.add_argument(
-        "--validation-fraction",
-        type=float,
-        help="share of the recordings in the validation split, which picks the best epoch "
-        "(0: none, the last epoch's model is reported)",
-    )
-    fit.add_argument(
-        "--seed",
-        type=int,
-        help="seed of initialisation, data order, augmentation and (unless --split-seed is given) "
-        "the train/validation/test split",
-    )
-    fit.add_argument(
-        "--split-seed",
-        type=int,
-        help="seed of the train/validation/test split alone (default: --seed, else [data] split_seed)",
-    )
-    fit.add_argument(
-        "--precision",
-        choices=list(PRECISIONS),
-        help="float32 (default), or mixed precision for accelerators: mixed_bfloat16 (TPU, "
-        "recent GPUs) or mixed_float16 (GPUs; with loss scaling); the head and loss stay float32",
-    )
-    fit.add_argument(
-        "--jit-compile",
-        action=argparse.BooleanOptionalAction,
-        help="compile the training step with XLA (default: on when a GPU is visible, else off)",
-    )
-    fit.add_argument(
-        "--strategy",
-        choices=list(STRATEGIES),
-        help="default: one device; mirrored: all local GPUs; multi-worker: the hosts listed in "
-        "the TF_CONFIG environment variable, one process each (see README, Distributed "
-        "training); --batch-size stays the global batch. With --resume it may differ from the "
-        "run's",
-    )
-    fit.add_argument(
-        "--data-service",
-        metavar="grpc://HOST:PORT",
-        help="a tf.data service dispatcher whose worker prepares the training batches instead of "
-        "this process (see README, Distributed training). With --resume it may differ from "
-        "the run's",
-    )
+    for option in FIT_SETTINGS:
+        if option.flag != "--data-dir":  # added with the dataset options
+            option.add_to(fit)
     fit.add_argument(
         "--export-base",
-        default=DEFAULT_EXPORT_BASE,
+        default=SAVEDMODEL_BASE,
         metavar="DIR",
         help="at the end, export the selected model for TF Serving as DIR/<dataset>/<next "
-        f"version>/ (default: {DEFAULT_EXPORT_BASE}; see `musicnext-tf export`)",
+        f"version>/ (default: {SAVEDMODEL_BASE}; see `musicnext-tf export`)",
     )
     fit.add_argument(
         "--no-export", action="store_true", help="do not export a SavedModel at the end"
@@ -254,8 +361,8 @@ def _add_export_parser(commands) -> None:
     export.add_argument("--name", help="model name, the folder under BASE (default: the dataset)")
     export.add_argument(
         "--base",
-        help=f"folder of the exported models (default: {DEFAULT_EXPORT_BASE}, or "
-        f"{DEFAULT_LITERT_BASE} with --format litert)",
+        help=f"folder of the exported models (default: {SAVEDMODEL_BASE}, or "
+        f"{LITERT_BASE} with --format litert)",
     )
     export.add_argument(
         "--format",
@@ -332,12 +439,6 @@ def _add_predict_parser(commands) -> None:
         "probabilities over time",
     )
     _add_strict_and_quiet(predict)
-
-
-def _stacking_ratio(text: str) -> list[int]:
-    """`3:3:9:3` -> [3, 3, 9, 3]; argparse reports the ConfigError (a ValueError) as an invalid
-    value."""
-    return parse_stacking_ratio(text)
 
 
 def _add_prepare_parser(commands) -> None:
@@ -524,40 +625,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _absolute(path: str | None) -> str | None:
-    return str(Path(path).expanduser().absolute()) if path else None
-
-
 def _fit_overrides(args) -> dict[str, dict]:
-    """The settings given on the command line, as `{section: {key: value}}` (None: not given)."""
-    return {
-        "data": {
-            "data_dir": _absolute(args.data_dir),
-            "split_seed": args.split_seed if args.split_seed is not None else args.seed,
-            "test_fraction": args.test_fraction,
-            "validation_fraction": args.validation_fraction,
-        },
-        "audio": {"clip_rule": args.clip_rule},
-        "train": {
-            "epochs": args.epochs,
-            "batch_size": args.batch_size,
-            "learning_rate": args.learning_rate,
-            "seed": args.seed,
-            "crops_per_recording": args.crops_per_recording,
-            "precision": args.precision,
-            "jit_compile": args.jit_compile,
-            # where the run trains, which a resume may change (not a conflict)
-            "strategy": None if args.resume else args.strategy,
-            "data_service": None if args.resume else args.data_service,
-        },
-        "model": {
-            "margin": args.margin,
-            "head": args.head,
-            "architecture": args.model,
-            "depths": args.depths,
-            "size": args.size,
-        },
-    }
+    """The settings given on the command line, as `{section: {key: value}}` (None: not given).
+    Where the run trains (`movable` options) is not a setting of a resumed run."""
+    overrides: dict[str, dict] = {}
+    for option in FIT_SETTINGS:
+        section, key = option.setting.split(".")
+        value, _ = option.given(args)
+        overrides.setdefault(section, {})[key] = None if option.movable and args.resume else value
+    return overrides
 
 
 def _resume_conflicts(args, config) -> list[str]:
@@ -569,14 +645,14 @@ def _resume_conflicts(args, config) -> list[str]:
         conflicts.append(f"--data {args.data} (the run has {config.data.name})")
     if args.run_dir and Path(args.run_dir).absolute() != Path(args.resume).absolute():
         conflicts.append(f"--run-dir {args.run_dir}")
-    for section, settings in _fit_overrides(args).items():
-        for key, value in settings.items():
-            saved = getattr(getattr(config, section), key)
-            if value is not None and value != saved:
-                option = "--model" if key == "architecture" else "--" + key.replace("_", "-")
-                if key == "split_seed" and args.split_seed is None:
-                    option = "--seed"  # which also seeds the split
-                conflicts.append(f"{option} {value} (the run has {saved})")
+    for option in FIT_SETTINGS:
+        if option.movable:
+            continue
+        section, key = option.setting.split(".")
+        value, flag = option.given(args)
+        saved = getattr(getattr(config, section), key)
+        if value is not None and value != saved:
+            conflicts.append(f"{flag} {value} (the run has {saved})")
     return conflicts
 
 
@@ -687,7 +763,7 @@ def _export(args) -> int:
         if args.quantize is not None:
             raise ExportError("--quantize applies to --format litert only")
 
-        base = args.base or DEFAULT_EXPORT_BASE
+        base = args.base or SAVEDMODEL_BASE
         print(export_run(args.model, base=base, name=args.name, which=args.which))
         return 0
     from musicnext_tf.export import check_name
@@ -696,7 +772,7 @@ def _export(args) -> int:
 
     trained = load_trained_model(args.model, args.which)
     name = check_name(args.name or trained.config.data.name)
-    folder = Path(args.base or DEFAULT_LITERT_BASE) / name
+    folder = Path(args.base or LITERT_BASE) / name
     print(export_litert(trained, folder, args.quantize or "none", name=name))
     return 0
 
@@ -791,11 +867,11 @@ def main(argv: list[str] | None = None) -> int:
     from musicnext_tf.datasets import DatasetError
     from musicnext_tf.errors import ExportError, PrepareError, RunError
 
-    if args.command not in WITHOUT_TENSORFLOW:
-        from musicnext_tf.startup import import_tensorflow
-
-        import_tensorflow()  # first, so that its start-up chatter stays off the terminal
     try:
+        if args.command not in WITHOUT_TENSORFLOW:
+            from musicnext_tf.startup import import_tensorflow
+
+            import_tensorflow()  # first, so that its start-up chatter stays off the terminal
         return COMMANDS[args.command][1](args)
     except (ConfigError, DatasetError, PrepareError, AudioError, RunError, ExportError) as error:
         print(f"musicnext-tf {args.command}: error: {error}", file=sys.stderr)

@@ -11,9 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tomllib
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +150,11 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 SCHEDULES = ("constant", "cosine")
 # `[train] strategy`: how training is spread over devices and hosts (see `musicnext_tf.distributed`)
 STRATEGIES = ("default", "mirrored", "multi-worker")
+# where `export` writes: BASE/NAME/VERSION/ for TF Serving, BASE/NAME/NAME.tflite for LiteRT
+SAVEDMODEL_BASE = "saved_models"
+LITERT_BASE = "litert_models"
+# LiteRT weight formats (`export --format litert --quantize`); the log-mel front end stays float32
+QUANTIZATIONS = ("none", "float16", "dynamic-int8")
 
 
 @dataclass
@@ -288,12 +291,16 @@ def parse_stacking_ratio(text: str) -> list[int]:
 
 def preset_names() -> list[str]:
     """Names of the pipeline presets shipped with the package (`pipelines/*.toml`)."""
+    from importlib import resources  # here and below: the command line must start fast
+
     files = resources.files("musicnext_tf.pipelines")
     return sorted(p.name[: -len(".toml")] for p in files.iterdir() if p.name.endswith(".toml"))
 
 
 def load_toml(path: str | os.PathLike) -> dict[str, Any]:
     """Reads a TOML file, turning parse errors into a message that names the file."""
+    import tomllib
+
     path = Path(path)
     try:
         with path.open("rb") as handle:
@@ -308,6 +315,8 @@ def load_preset(name: str) -> dict[str, Any]:
     """The raw settings of a shipped preset, by dataset name."""
     if name not in preset_names():
         raise ConfigError(f"no pipeline preset named {name!r}; available: {preset_names()}")
+    from importlib import resources
+
     with resources.as_file(resources.files("musicnext_tf.pipelines") / f"{name}.toml") as path:
         return load_toml(path)
 

@@ -17,7 +17,7 @@ regression trained on the run's training split), so every figure has its classic
 from __future__ import annotations
 
 import dataclasses
-import io
+import functools
 import json
 import logging
 import math
@@ -40,7 +40,16 @@ from musicnext_tf.datasets.base import SPLITS, DatasetError
 from musicnext_tf.files import atomic_write, write_json
 from musicnext_tf.pipeline import evaluation_dataset, segment_labels_and_clips
 from musicnext_tf.prepare import PreparedDataset, SplitFeatures
-from musicnext_tf.run_folder import MODELS, RunError, latest_checkpoint, model_file
+from musicnext_tf.progress import Progress
+from musicnext_tf.reporting import (
+    as_percent,
+    confusion_png,
+    confusion_table,
+    markdown_table,
+    scores_table,
+    write_pngs,
+)
+from musicnext_tf.run_folder import RunError, choose_model, model_epoch, model_file
 from musicnext_tf.scores import level_report
 
 EVALUATION_DIR = "evaluation"
@@ -60,17 +69,23 @@ def predict_segments(
     import tensorflow as tf
 
     labels, clips = segment_labels_and_clips(split)
-    batches = math.ceil(len(labels) / batch_size)  # a known length gives Keras a progress bar
-    segments = evaluation_dataset(split, features, batch_size).map(lambda x, labels, clips: x)
-    segments = segments.apply(tf.data.experimental.assert_cardinality(batches))
-    outputs = classifier.predict(segments, verbose=1 if progress else 0)
-    if isinstance(outputs, dict):
-        return (
-            {name: np.asarray(value, np.float32) for name, value in outputs.items()},
-            labels,
-            clips,
-        )
-    return np.asarray(outputs, np.float32), labels, clips
+    batches = evaluation_dataset(split, features, batch_size).map(lambda x, labels, clips: x)
+    # one trace per call, whatever the batch shapes: Keras's `predict` traces again for every
+    # new dataset (each epoch's validation, each split), and TensorFlow warns of retracing (a
+    # partial, not a lambda: TensorFlow counts the traces of all functions of one code together)
+    spec = tf.TensorSpec((None, *classifier.input.shape[1:]), tf.float32)
+    step = tf.function(functools.partial(classifier, training=False), input_signature=[spec])
+    outputs = []
+    with Progress(math.ceil(len(labels) / batch_size), "predict", "batch", progress) as bar:
+        for batch in batches:
+            outputs.append(tf.nest.map_structure(lambda tensor: tensor.numpy(), step(batch)))
+            bar.update()
+    if not outputs:
+        outputs = [tf.nest.map_structure(np.asarray, step(tf.zeros((0, *spec.shape[1:]))))]
+    joined = tf.nest.map_structure(
+        lambda *parts: np.concatenate(parts).astype(np.float32), *outputs
+    )
+    return joined, labels, clips
 
 
 def logits_and_embeddings(classifier):
@@ -158,17 +173,7 @@ def write_report(report: dict, directory: str | os.PathLike, stem: str) -> list[
     }
     if report.get("calibration"):
         pictures[f"{stem}-reliability.png"] = lambda: reliability_diagram(report)
-    try:
-        for name, draw in pictures.items():
-            atomic_write(directory / name, draw())
-            paths.append(directory / name)
-    except ImportError:
-        log.warning(
-            "matplotlib cannot be imported: wrote %s and %s without the PNG figures "
-            "(reinstall musicnext-tf to get it back)",
-            paths[0].name,
-            paths[1].name,
-        )
+    paths += write_pngs(directory, pictures, written=paths)
     return paths
 
 
@@ -185,88 +190,34 @@ def _title(report: dict) -> str:
     )
 
 
-def _percent(value: float) -> str:
-    return f"{100 * value:.2f} %"
-
-
 def markdown_report(report: dict) -> str:
     """The report as markdown: summary, clip-level confusion matrix (%) and per-genre scores."""
     clip_level = report["clip_level"]
-    columns = clip_level["columns"]
+    summary = [
+        ["clip accuracy", as_percent(report["clip_accuracy"])],
+        ["segment accuracy", as_percent(report["segment_accuracy"])],
+        ["loss (segment cross-entropy)", f"{report['loss']:.4f}"],
+        ["clips", report["clips"]],
+        ["segments", report["segments"]],
+    ]
     lines = [
         f"# Evaluation: {_title(report)}",
         "",
-        "| metric | value |",
-        "|---|---:|",
-        f"| clip accuracy | {_percent(report['clip_accuracy'])} |",
-        f"| segment accuracy | {_percent(report['segment_accuracy'])} |",
-        f"| loss (segment cross-entropy) | {report['loss']:.4f} |",
-        f"| clips | {report['clips']} |",
-        f"| segments | {report['segments']} |",
+        *markdown_table(["metric", "value"], summary),
         "",
         "## Confusion matrix (clips, % of each true genre; rows: true, columns: predicted)",
         "",
-        "| true \\ predicted | " + " | ".join(columns) + " |",
-        "|---|" + "---:|" * len(columns),
-    ]
-    for genre, row in zip(clip_level["rows"], clip_level["confusion_percent"]):
-        lines.append(f"| {genre} | " + " | ".join(f"{value:.1f}" for value in row) + " |")
-    lines += [
+        *confusion_table(clip_level),
         "",
         "## Per genre (clips)",
         "",
-        "| genre | precision | recall | F1 | clips |",
-        "|---|---:|---:|---:|---:|",
+        *scores_table(clip_level, macro_average=True),
     ]
-    for genre, scores in clip_level["per_genre"].items():
-        lines.append(
-            f"| {genre} | {scores['precision']:.3f} | {scores['recall']:.3f} | "
-            f"{scores['f1']:.3f} | {scores['support']} |"
-        )
-    macro = clip_level["macro_average"]
-    lines.append(
-        f"| macro average | {macro['precision']:.3f} | {macro['recall']:.3f} | "
-        f"{macro['f1']:.3f} | {report['clips']} |"
-    )
     text = "\n".join(lines) + "\n"
     if report.get(BASELINE_KEY):
         text += "\n" + classical.markdown_section(report[BASELINE_KEY])
     trust_text = trust.markdown_section(report)
     return text + ("\n" + trust_text if trust_text else "")
-
-
-def confusion_png(level: dict, title: str) -> bytes:
-    """A PNG of a `level_report`'s confusion matrix in percent; raises ImportError without
-    matplotlib. Uses the object-oriented API, so no global pyplot state is touched."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    percent = np.asarray(level["confusion_percent"], dtype=float)
-    rows, columns = level["rows"], level["columns"]
-    size = max(5.5, 0.55 * len(columns) + 3.0)
-    figure = Figure(figsize=(size, max(3.5, 0.55 * len(rows) + 2.0)), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    image = axes.imshow(percent, cmap="Blues", vmin=0.0, vmax=100.0)
-    for (row, column), value in np.ndenumerate(percent):
-        axes.text(
-            column,
-            row,
-            f"{value:.1f}",
-            ha="center",
-            va="center",
-            fontsize=8,
-            color="white" if value > 50 else "black",
-        )
-    axes.set_xticks(range(len(columns)), columns, rotation=45, ha="right")
-    axes.set_yticks(range(len(rows)), rows)
-    axes.set_xlabel("predicted genre")
-    axes.set_ylabel("true genre")
-    figure.suptitle(title, fontsize=10)
-    figure.colorbar(image, ax=axes, label="% of the true genre's clips")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=120)
-    return buffer.getvalue()
 
 
 def format_summary(report: dict, paths: Sequence[Path] = ()) -> str:
@@ -338,38 +289,6 @@ def split_for_model(prepared: PreparedDataset, split: str, genres: Sequence[str]
         )
     labels = np.concatenate([to_model[part.labels] for part in parts if len(part)])
     return SplitFeatures(files, labels, [i for part in parts for i in part.track_ids])
-
-
-def choose_model(run_dir: str | os.PathLike, which: str | None) -> str:
-    """ "best" or "last": the one asked for, else the run's `[train] report_model` (the best by
-    default) when the run kept it, else the last."""
-    if which is None:
-        preferred = load_run_config(run_dir).train.report_model
-        which = preferred if model_file(run_dir, preferred).exists() else "last"
-    if which not in MODELS:
-        raise RunError(f"--model must be one of {MODELS}, got {which!r}")
-    if model_file(run_dir, which).exists():
-        return which
-    if which == "best" and model_file(run_dir, "last").exists():
-        raise RunError(
-            f"{run_dir} has no best model: the run had no validation split ([data] "
-            "validation_fraction = 0); use the last model with --model last"
-        )
-    raise RunError(
-        f"{model_file(run_dir, which)} not found: no epoch of this run has completed yet; "
-        f"continue it with `musicnext-tf fit --resume {run_dir}`"
-    )
-
-
-def model_epoch(run_dir: str | os.PathLike, which: str) -> int | None:
-    """The epoch whose weights `model_{which}.keras` holds, from the latest checkpoint."""
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        return None
-    state = checkpoint.state()
-    if which == "best":
-        return (state.get("best") or {}).get("epoch")
-    return state.get("epochs_completed")
 
 
 def evaluate_run(

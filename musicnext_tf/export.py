@@ -23,24 +23,29 @@ versions and renamed to its number when complete, under a lock, so TF Serving (w
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+from musicnext_tf.config import SAVEDMODEL_BASE
 from musicnext_tf.errors import ExportError  # noqa: F401  (raised here; re-exported)
-from musicnext_tf.files import atomic_write, staging_directory, sync_tree, write_json
+from musicnext_tf.files import (
+    atomic_write,
+    exclusive_lock,
+    staging_directory,
+    sync_tree,
+    write_json,
+)
 from musicnext_tf.graph_audio import SUPPORTED_RATES
 from musicnext_tf.inference import ClipClassifier, TrainedModel, load_trained_model, min_samples
 
-DEFAULT_BASE = "saved_models"
+DEFAULT_BASE = SAVEDMODEL_BASE
 SIGNATURES = ("serving_default", "waveform", "wav", "embedding")
 STAGING_PREFIX = ".tmp-export-"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -89,7 +94,7 @@ def export_model(trained: TrainedModel, model_dir: str | os.PathLike) -> Path:
             f"cannot create the folder {model_dir}: a file is in the way; choose another --base "
             "or --name"
         ) from None
-    with _export_lock(model_dir):
+    with exclusive_lock(model_dir / ".export.lock"):  # a second export of the name waits
         for stale in model_dir.glob(f"{STAGING_PREFIX}*"):
             shutil.rmtree(stale, ignore_errors=True)
         staging = staging_directory(model_dir, STAGING_PREFIX)
@@ -151,20 +156,3 @@ def describe(trained: TrainedModel) -> dict:
         "musicnext_tf_version": __version__,
         "tensorflow_version": tf.__version__,
     }
-
-
-@contextlib.contextmanager
-def _export_lock(model_dir: Path) -> Iterator[None]:
-    """Holds an exclusive lock on `BASE/NAME/.export.lock` while one export writes and numbers
-    its version; the operating system releases it however the process ends."""
-    try:
-        import fcntl
-    except ImportError:  # not on POSIX: no lock
-        yield
-        return
-    with (model_dir / ".export.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # another export of this name: wait for it
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
@@ -153,3 +153,35 @@ def link_or_copy(source: str | os.PathLike, target: str | os.PathLike) -> None:
     finally:
         # also when `target` became a link to the same file meanwhile: rename then does nothing
         temporary.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def exclusive_lock(
+    path: str | os.PathLike, on_busy: Callable[[str], None] | None = None
+) -> Iterator[None]:
+    """Holds an exclusive advisory lock (`flock`) on the file `path` for the block; the system
+    releases it however the process ends, kill -9 included. The holder's pid is written into the
+    file. When another process holds it, `on_busy(pid_of_holder)` is called first: it may raise
+    to refuse, or return to wait for the lock. No lock where `fcntl` does not exist (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with Path(path).open("a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            if on_busy is not None:
+                on_busy(holder)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

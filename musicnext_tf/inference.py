@@ -34,7 +34,7 @@ from musicnext_tf.config import ExperimentConfig, FeatureConfig, load_run_config
 from musicnext_tf.features import LogMelSpectrogram, frames_for_samples
 from musicnext_tf.graph_audio import SUPPORTED_RATES, Resampler, decode_wav, mix_to_mono
 from musicnext_tf.open_set import UNKNOWN, unit_rows
-from musicnext_tf.run_folder import MODELS, RunError
+from musicnext_tf.run_folder import MODELS, RunError, choose_model, model_file
 
 SEGMENTS_PER_STEP = 16  # per clip and step: about 130 MB of float64 STFT at 256 x 128 segments
 _RUN_FILES = ("config.json", "run.json")
@@ -72,8 +72,6 @@ def load_trained_model(model: str | os.PathLike, which: str | None = None) -> Tr
     Raises:
         RunError: MODEL is neither, or the model does not fit the run's genres and features.
     """
-    from musicnext_tf.evaluate import choose_model
-    from musicnext_tf.run_folder import model_file
 
     path = Path(model)
     if path.is_dir():
@@ -195,7 +193,10 @@ class ClipClassifier:
             self._reference = tf.constant(unit_rows(reference), tf.float32)
         self._source_rates = tuple(source_rates)
         self._pooled_size = classifier.get_layer("pooling").output.shape[-1]
-        self._mono_graph = tf.function(self.mono, input_signature=[self.mono_spec])
+        # a partial, not the bound method: TensorFlow counts the traces of every function with
+        # the same code together and warns of "retracing" once a few classifiers have traced
+        mono = functools.partial(ClipClassifier.mono, self)
+        self._mono_graph = tf.function(mono, input_signature=[self.mono_spec])
 
     @functools.cached_property
     def _resampler(self) -> Resampler:

@@ -37,10 +37,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from musicnext_tf.config import QUANTIZATIONS
 from musicnext_tf.files import atomic_write
 from musicnext_tf.inference import ClipClassifier, TrainedModel
 
-QUANTIZATIONS = ("none", "float16", "dynamic-int8")
 SIGNATURES = ("mel", "waveform")
 FRONT_END = re.compile(r"(^|/)log_mel(_\d+)?/")  # the name scope of `ClipClassifier`'s log-mel
 log = logging.getLogger(__name__)

@@ -18,23 +18,22 @@ from collections.abc import Sequence
 
 import keras
 
+from musicnext_tf import baselines
+from musicnext_tf.blocks import (  # noqa: F401  (HEADS, SEGMENTS_INPUT: re-exported)
+    HEADS,
+    SEGMENTS_INPUT,
+    classification_head,
+    downsample,
+    drop_path_rates,
+    stacked_stages,
+    standardized_segments,
+    stem,
+)
 from musicnext_tf.config import FeatureConfig, ModelConfig
 from musicnext_tf.layers import LayerScale, LSoftmax, StochasticDepth, gamma_for_steps
 
-SEGMENTS_INPUT = "segments"
 LABELS_INPUT = "labels"
 ELU_POSITIONS = ("after_depthwise", "after_expand")
-HEADS = ("lsoftmax", "softmax")
-
-
-def stem(x, width: int, kernel: int, dtype=None):
-    """Patchify stem: non-overlapping `kernel` x `kernel` convolution (ConvNeXt), no normalisation."""
-    return keras.layers.Conv2D(width, kernel, strides=kernel, name="stem_conv", dtype=dtype)(x)
-
-
-def downsample(x, width: int, name: str, dtype=None):
-    """Halves time and frequency with a 2x2 stride-2 convolution between stages."""
-    return keras.layers.Conv2D(width, 2, strides=2, name=f"{name}_conv", dtype=dtype)(x)
 
 
 def musicnext_block(
@@ -71,59 +70,6 @@ def musicnext_block(
     if drop_path:
         branch = StochasticDepth(drop_path, name=f"{name}_drop_path", dtype=dtype)(branch)
     return keras.layers.Add(name=f"{name}_add", dtype=dtype)([x, branch])
-
-
-def standardized_segments(
-    input_shape: Sequence[int], input_mean: float, input_std: float, dtype=None
-):
-    """The classifier's input and its standardisation with the training set's statistics.
-
-    Every architecture starts this way, so a SavedModel carries the statistics to serving.
-    Returns:
-        (the "segments" `keras.Input` [batch, time, mel, 1], the standardised tensor).
-    """
-    segments = keras.Input(shape=tuple(input_shape), name=SEGMENTS_INPUT)
-    standardized = keras.layers.Normalization(
-        axis=None,
-        mean=float(input_mean),
-        variance=float(input_std) ** 2,
-        name="input_standardization",
-        dtype=dtype,
-    )(segments)
-    return segments, standardized
-
-
-def drop_path_rates(depths: Sequence[int], drop_path: float) -> list[list[float]]:
-    """Stochastic-depth rate of every block, per stage: rising linearly from 0 to `drop_path`
-    over all blocks of the network (ConvNeXt's rule)."""
-    total = sum(depths)
-    rates = [drop_path * index / max(1, total - 1) for index in range(total)]
-    starts = [sum(depths[:stage]) for stage in range(len(depths))]
-    return [rates[start : start + depth] for start, depth in zip(starts, depths)]
-
-
-def stacked_stages(x, depths, widths, drop_path: float, block, downsample_stage):
-    """The stages of a ConvNeXt-style network: `depths[s]` blocks of `widths[s]` channels per
-    stage, with `downsample_stage(x, width, name)` before every stage but the first.
-
-    `block(x, width, name=..., drop_path=...)` builds one residual block; blocks are named
-    `stage_{s}_block_{b}` and their stochastic-depth rates rise linearly over the network.
-    """
-    for stage, (width, rates) in enumerate(zip(widths, drop_path_rates(depths, drop_path))):
-        if stage > 0:
-            x = downsample_stage(x, width, name=f"stage_{stage}_downsample")
-        for index, rate in enumerate(rates):
-            x = block(x, width, name=f"stage_{stage}_block_{index}", drop_path=rate)
-    return x
-
-
-def classification_head(pooled, num_classes: int, head: str, margin: int = 4, **lambda_schedule):
-    """The genre-sensitive adjustment layer (L-softmax, no bias) or a plain softmax dense layer."""
-    if head == "lsoftmax":
-        return LSoftmax(num_classes, margin=margin, name="head", **lambda_schedule)(pooled)
-    if head == "softmax":
-        return keras.layers.Dense(num_classes, name="head", dtype="float32")(pooled)
-    raise ValueError(f"head must be one of {HEADS}, got {head!r}")
 
 
 def MusicNeXt(
@@ -202,8 +148,6 @@ ARCHITECTURE_OPTIONS = {
 
 def architecture_builders() -> dict:
     """Architecture name -> the function building its classifier."""
-    from musicnext_tf import baselines  # imported here: baselines builds on this module
-
     return {"musicnext": MusicNeXt, "convnext": baselines.ConvNeXt, "resnet": baselines.ResNet}
 
 

@@ -37,6 +37,7 @@ from musicnext_tf.evaluate import predict_segments
 from musicnext_tf.layers import LSoftmax
 from musicnext_tf.model import ELU_POSITIONS, HEADS, embedding_model
 from musicnext_tf.prepare import PreparedDataset, SplitFeatures
+from musicnext_tf.reporting import confusion_image, confusion_matrix, confusion_table
 
 LOGS = "logs"
 TRAIN_RUN, VALIDATION_RUN, ROOT_RUN = "train", "validation", "."
@@ -47,8 +48,6 @@ EMBEDDING_CHECKPOINT = "embedding"  # prefix of the projector's checkpoint in lo
 EMBEDDING_TENSOR = "embedding/.ATTRIBUTES/VARIABLE_VALUE"  # its name inside the checkpoint
 METADATA_FILE = "metadata.tsv"
 MEL_IMAGE_RANGE_DB = 80.0  # dynamic range of the segment images below each image's maximum
-_EMPTY_COLOR = np.array([255.0, 255.0, 255.0])  # 0 % of a row: white
-_FULL_COLOR = np.array([8.0, 48.0, 107.0])  # 100 % of a row: dark blue
 
 
 class SummaryWriters:
@@ -101,45 +100,6 @@ def write_weight_histograms(writer, model: keras.Model, step: int) -> None:
                 tf.summary.histogram(weight.path, weight.value, step=step)
 
 
-def confusion_percent(truth: np.ndarray, predicted: np.ndarray, num_classes: int) -> np.ndarray:
-    """Confusion matrix in percent of each true genre (rows true, columns predicted); rows of
-    genres without examples are all zero."""
-    from sklearn.metrics import confusion_matrix
-
-    counts = confusion_matrix(truth, predicted, labels=np.arange(num_classes)).astype(np.float64)
-    totals = counts.sum(axis=1, keepdims=True)
-    return np.divide(100.0 * counts, totals, out=np.zeros_like(counts), where=totals > 0)
-
-
-def confusion_image(percent: np.ndarray, size: int = 256) -> np.ndarray:
-    """Renders a confusion matrix as a heat map: white at 0 % to dark blue at 100 %.
-
-    Drawn with numpy so the image needs no plotting library; the genre names and numbers go to
-    the table of `confusion_table`.
-    Args:
-        percent: float [classes, classes] in [0, 100].
-        size: approximate width of the image in pixels (each cell is at least 4 pixels).
-    Returns:
-        uint8 [classes * cell, classes * cell, 3].
-    """
-    cell = max(4, size // len(percent))
-    share = np.clip(percent / 100.0, 0.0, 1.0)[..., None]
-    colors = _EMPTY_COLOR + share * (_FULL_COLOR - _EMPTY_COLOR)
-    pixels = np.repeat(np.repeat(colors, cell, axis=0), cell, axis=1)
-    return np.round(pixels).astype(np.uint8)
-
-
-def confusion_table(percent: np.ndarray, genres: Sequence[str]) -> str:
-    """The confusion matrix as a markdown table (rows true genre, columns predicted, in %)."""
-    lines = [
-        "| true \\ predicted | " + " | ".join(genres) + " |",
-        "|---" * (len(genres) + 1) + "|",
-    ]
-    for genre, row in zip(genres, percent):
-        lines.append(f"| {genre} | " + " | ".join(f"{value:.1f}" for value in row) + " |")
-    return "\n".join(lines)
-
-
 def clip_predictions(
     classifier: keras.Model, split: SplitFeatures, features: FeatureConfig, batch_size: int
 ) -> np.ndarray:
@@ -152,17 +112,22 @@ def clip_predictions(
 def write_confusion_matrix(
     writer, truth: np.ndarray, predicted: np.ndarray, genres: Sequence[str], step: int
 ) -> np.ndarray:
-    """Writes the clip-level confusion matrix as an image and a table; returns it in percent."""
-    percent = confusion_percent(truth, predicted, len(genres))
+    """Writes the clip-level confusion matrix as an image and a table; returns it in percent
+    (a genre without clips has a row of zeros)."""
+    matrix = confusion_matrix(truth, predicted, genres)
     description = "clip-level confusion matrix in %: rows true genre, columns predicted (" + (
         ", ".join(genres) + ")"
     )
     with writer.as_default():
         tf.summary.image(
-            CONFUSION_TAG, confusion_image(percent)[None], step=step, description=description
+            CONFUSION_TAG,
+            confusion_image(matrix["confusion_percent"])[None],
+            step=step,
+            description=description,
         )
-        tf.summary.text(CONFUSION_TABLE_TAG, confusion_table(percent, genres), step=step)
-    return percent
+        table = "\n".join(confusion_table(matrix))
+        tf.summary.text(CONFUSION_TABLE_TAG, table, step=step)
+    return matrix["confusion_percent"]
 
 
 def mel_image(segment: np.ndarray, dynamic_range: float = MEL_IMAGE_RANGE_DB) -> np.ndarray:

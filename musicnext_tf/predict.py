@@ -12,13 +12,12 @@ probabilities are kept too (`musicnext_tf.timeline`).
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from musicnext_tf.audio import (
 from musicnext_tf.config import ExperimentConfig
 from musicnext_tf.datasets.base import DatasetError
 from musicnext_tf.inference import ClipClassifier, TrainedModel, min_samples, whole_segments
+from musicnext_tf.progress import tracked
 from musicnext_tf.timeline import Timeline, timeline_names, write_timeline
 
 DEFAULT_CLIP_RULE = "full"
@@ -133,8 +133,8 @@ def predict_files(
     """
     rule = resolve_clip_rule(clip_rule, trained)
     classifier = ClipClassifier.from_trained(trained)
-    with _progress(files, progress and len(files) > 1) as bar:
-        return [_predict_file(path, trained, rule, classifier, timeline) for path in bar]
+    shown = tracked(files, "predict", "file", progress and len(files) > 1)
+    return [_predict_file(path, trained, rule, classifier, timeline) for path in shown]
 
 
 def _predict_file(
@@ -185,19 +185,6 @@ def load_waveform(path, config: ExperimentConfig, rule: str):
             f"{len(waveform) / audio.sample_rate:.2f} s < one segment, {needed:.2f} s",
         )
     return waveform
-
-
-@contextlib.contextmanager
-def _progress(items: Sequence, enabled: bool) -> Iterator[Iterable]:
-    """The items, under a progress bar when enabled; warnings are printed above the bar."""
-    if not enabled:
-        yield items
-        return
-    from tqdm.auto import tqdm
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
-    with logging_redirect_tqdm():
-        yield tqdm(items, desc="predict", unit="file")
 
 
 def format_predictions(

@@ -10,27 +10,23 @@ entries (and temporary files that the next run deletes), and the rerun computes 
 missing. The stem is a digest of the track id and the file's size and modification time, so a
 replaced file gets a new entry.
 
-Large jobs run in worker processes (spawned, one per core by default), each decoding,
-resampling and computing the features of one recording at a time and writing its entry itself,
-so only job numbers and small records travel between processes, and memory does not grow with
-the dataset: at most two jobs per worker are handed out ahead.
+Large jobs run in worker processes (`musicnext_tf.workers`: spawned, one per core by default),
+each decoding, resampling and computing the features of one recording at a time and writing its
+entry itself, so only jobs and small records travel between processes, and memory does not grow
+with the dataset. A recording whose worker dies (a decoder crashing on a damaged file, the
+out-of-memory killer) is tried once more in a new worker, then skipped as "decoder_crashed".
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
-import multiprocessing
-import os
-import pickle
-import queue
-import signal
 import statistics
-import traceback
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,17 +35,23 @@ import numpy as np
 from musicnext_tf.audio import AudioError, decode_clip, get_decoder
 from musicnext_tf.config import ConfigError, ExperimentConfig, default_cache_dir
 from musicnext_tf.datasets.base import SPLITS, DatasetError, DatasetIndex, Problem, Track
-from musicnext_tf.errors import PrepareError  # noqa: F401  (raised here; re-exported)
-from musicnext_tf.files import write_json, write_npy
+from musicnext_tf.errors import PrepareError
+from musicnext_tf.files import exclusive_lock, write_json, write_npy
+from musicnext_tf.progress import Progress
+from musicnext_tf.workers import (
+    WorkerError,
+    WorkerPool,
+    WorkerStartError,
+    available_cores,
+    in_worker,
+)
 
 CACHE_VERSION = 3  # 3: the "full" rule keeps every segment of the recording
 # Fewer recordings than this are prepared in this process: starting a worker (importing
 # TensorFlow) takes seconds, more than such a job saves.
 PARALLEL_MIN_CLIPS = 48
-JOBS_AHEAD_PER_WORKER = 2
 # A recording whose worker died is tried once more in a new worker, then skipped.
 CRASH_RETRIES = 1
-_POLL_SECONDS = 0.5
 _PARTIAL_PREFIX = ".tmp-"  # files.atomic_write's temporary files
 _WORKER_NAME = "musicnext-prepare"
 log = logging.getLogger(__name__)
@@ -224,7 +226,8 @@ def prepare(
     folder.
 
     Args:
-        progress: show a progress bar (with the time left) while computing.
+        progress: report progress while computing: a bar with the time left on a terminal,
+            else a log line every hundred recordings (`musicnext_tf.progress`).
         strict: raise PrepareError if any recording was skipped.
         workers: processes computing entries; None: one per core for large jobs
             (`PARALLEL_MIN_CLIPS` or more), this process alone for small ones.
@@ -234,7 +237,12 @@ def prepare(
     cache_dir = feature_cache_dir(index, config)
     entries = cache_dir / "entries"
     entries.mkdir(parents=True, exist_ok=True)
-    with _cache_lock(cache_dir):
+    with exclusive_lock(
+        cache_dir / ".lock",
+        on_busy=lambda holder: log.info(
+            "waiting for another process (pid %s) that is preparing %s", holder or "?", cache_dir
+        ),
+    ):
         reported_before = _reported_problems(cache_dir)
         _remove_partial_files(entries)
         stems, problems = _entry_stems(index)
@@ -268,7 +276,7 @@ def prepare(
 def _refuse_in_worker() -> None:
     """A worker starts by importing the main script; a script that calls `prepare` at the top
     level (outside `if __name__ == "__main__":`) would call it again in every worker."""
-    if multiprocessing.current_process().name.startswith(_WORKER_NAME):
+    if in_worker(_WORKER_NAME):
         raise PrepareError(
             "prepare() was called while a preparation worker imported your main script; call it "
             "under `if __name__ == '__main__':` (workers are started with the spawn method)"
@@ -308,257 +316,82 @@ def _remove_partial_files(entries: Path) -> None:
         path.unlink(missing_ok=True)
 
 
-@contextlib.contextmanager
-def _cache_lock(cache_dir: Path) -> Iterator[None]:
-    """Holds an exclusive lock on the cache folder; a second process preparing the same cache
-    waits, then reuses what the first computed. The system releases it however a process ends."""
-    try:
-        import fcntl
-    except ImportError:  # not on POSIX: no lock
-        yield
-        return
-    with (cache_dir / ".lock").open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info("waiting for another process that is preparing %s", cache_dir)
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _compute(jobs, config, rule, entries, workers, progress, name) -> dict[str, dict]:
-    """Computes and writes the jobs' entries; returns {stem: record}."""
+    """Computes and writes the jobs' entries, in this process or in worker processes; returns
+    {stem: record}."""
     count = _worker_count(workers, len(jobs))
-    with _Progress(len(jobs), progress, f"prepare {name}") as bar:
-        if count == 1:
-            return _compute_here(jobs, config, rule, entries, bar)
-        with _WorkerPool(count, config, rule, entries) as pool:
-            return pool.run(jobs, bar)
+    setup = functools.partial(_entry_writer, config, rule, entries, one_thread=count > 1)
+    records = {}
+    try:
+        with contextlib.ExitStack() as stack:
+            bar = stack.enter_context(Progress(len(jobs), f"prepare {name}", "clip", progress))
+            if count == 1:
+                write = setup()
+                finished = ((job, write(job)) for job in jobs)
+            else:
+                pool = stack.enter_context(WorkerPool(count, setup, _WORKER_NAME))
+                finished = pool.run(jobs, functools.partial(_settle_crash, entries))
+            for job, record in finished:
+                records[job.stem] = record
+                bar.update(skipped=int(record["status"] == "skipped"))
+    except WorkerError as failure:
+        raise _worker_failure(failure) from None
+    except WorkerStartError as failure:
+        raise PrepareError(
+            f"a feature preparation worker exited (code {failure.exit_code}) before it started; "
+            "its error is printed above, or rerun with --workers 1 to see it in this process (a "
+            "script calling prepare() must do so under `if __name__ == '__main__':`)"
+        ) from None
+    return records
 
 
 def _worker_count(workers: int | None, jobs: int) -> int:
     if workers is None:
-        workers = 1 if jobs < PARALLEL_MIN_CLIPS else _available_cores()
+        workers = 1 if jobs < PARALLEL_MIN_CLIPS else available_cores()
     return max(1, min(workers, jobs))
 
 
-def _available_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+def _entry_writer(config, rule, entries: Path, one_thread: bool) -> Callable[[Job], dict]:
+    """What each worker (or this process) runs first: builds the feature extractor and returns
+    the function that computes and writes one job's entry. `one_thread` for a worker: the
+    workers already keep every core busy."""
+    if one_thread:
+        from musicnext_tf.startup import import_tensorflow
 
-
-class _Progress:
-    """A tqdm bar over the recordings to prepare, with rate, time left and the skipped count."""
-
-    def __init__(self, total: int, enabled: bool, description: str):
-        from tqdm.auto import tqdm
-
-        self._bar = tqdm(total=total, desc=description, unit="clip", disable=not enabled)
-        self._skipped = 0
-
-    def __enter__(self) -> _Progress:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self._bar.close()
-
-    def finished(self, record: dict) -> None:
-        self._bar.update(1)
-        if record["status"] == "skipped":
-            self._skipped += 1
-            self._bar.set_postfix(skipped=self._skipped, refresh=False)
-
-
-def _compute_here(jobs, config, rule, entries, bar: _Progress) -> dict[str, dict]:
-    extractor = FeatureExtractor(config, segments_kept(config, rule))
-    records = {}
-    for job in jobs:
-        records[job.stem] = store_entry(job, entries, config, rule, extractor)
-        bar.finished(records[job.stem])
-    return records
-
-
-def _worker_main(slot, tasks, results, current, config, rule, entries, parent_pid) -> None:
-    """A worker process: computes and stores the jobs it takes from `tasks` until it gets None.
-
-    `current[slot]` holds the job number it is working on (-1: none), so that the parent knows
-    which recording was being decoded if the process dies.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    try:
-        import tensorflow as tf
-
-        # one thread per worker: the workers already keep every core busy
+        tf = import_tensorflow()  # a worker's own import: its start-up lines held back too
         tf.config.threading.set_intra_op_parallelism_threads(1)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-        extractor = FeatureExtractor(config, segments_kept(config, rule))
-    except BaseException as error:
-        results.put(("failed", slot, -1, _portable(error), traceback.format_exc()))
-        return
-    results.put(("ready", slot, -1, None, ""))
-    while True:
-        try:
-            task = tasks.get(timeout=1.0)
-        except queue.Empty:
-            if os.getppid() != parent_pid:
-                return  # the parent was killed: nobody is waiting for our work
-            continue
-        if task is None:
-            return
-        number, job = task
-        current[slot] = number
-        try:
-            record = store_entry(job, Path(entries), config, rule, extractor)
-        except BaseException as error:
-            results.put(("failed", slot, number, _portable(error), traceback.format_exc()))
-            return
-        results.put(("done", slot, number, record, ""))
-        current[slot] = -1
+    extractor = FeatureExtractor(config, segments_kept(config, rule))
+    return functools.partial(
+        store_entry, entries=entries, config=config, rule=rule, extractor=extractor
+    )
 
 
-def _portable(error: BaseException) -> BaseException:
-    """The exception if it survives pickling, else a RuntimeError with its text."""
-    try:
-        pickle.loads(pickle.dumps(error))
-        return error
-    except Exception:
-        return RuntimeError(f"{type(error).__name__}: {error}")
+def _settle_crash(entries: Path, job: Job, exit_code: int | None, attempts: int) -> dict | None:
+    """The record of a job whose worker died: its entry's if the worker finished it, else None to
+    try again in a new worker, or after `CRASH_RETRIES` retries a "decoder_crashed" skip, which
+    is written as the entry's record."""
+    record = _finished_records(entries, [job.stem]).get(job.stem)
+    if record is None and attempts > CRASH_RETRIES:
+        record = {
+            "status": "skipped",
+            "reason": "decoder_crashed",
+            "detail": f"the process decoding it died (exit code {exit_code}) {attempts} times",
+            "track_id": job.track.track_id,
+        }
+        write_json(entries / f"{job.stem}.json", record)
+    return record
 
 
-class _WorkerPool:
-    """Spawned worker processes fed a bounded number of jobs at a time.
-
-    The spawn start method gives each worker a fresh interpreter (no copy of this process's
-    TensorFlow state or threads). A worker that dies (a decoder crashing on a damaged file, the
-    out-of-memory killer) is replaced, and its recording tried again once, then skipped as
-    "decoder_crashed", so one bad file cannot stop the run.
-    """
-
-    def __init__(self, count: int, config: ExperimentConfig, rule: str, entries: Path):
-        self._context = multiprocessing.get_context("spawn")
-        self._args = (config, rule, str(entries), os.getpid())
-        self._entries = entries
-        self._tasks = self._context.Queue()
-        self._results = self._context.Queue()
-        self._current = self._context.Array("q", count, lock=False)
-        self._processes: list = [None] * count
-        self._ready: set[int] = set()
-        for slot in range(count):
-            self._start(slot)
-
-    def __enter__(self) -> _WorkerPool:
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        self.close()
-
-    def _start(self, slot: int) -> None:
-        self._current[slot] = -1
-        self._ready.discard(slot)
-        process = self._context.Process(
-            target=_worker_main,
-            args=(slot, self._tasks, self._results, self._current, *self._args),
-            name=f"{_WORKER_NAME}-{slot}",
-            daemon=True,
-        )
-        process.start()
-        self._processes[slot] = process
-
-    def run(self, jobs: list[Job], bar: _Progress) -> dict[str, dict]:
-        """Computes every job; returns {stem: record}."""
-        records = {}
-        waiting = list(range(len(jobs) - 1, -1, -1))  # job numbers not handed out, last first
-        handed_out: set[int] = set()
-        attempts: Counter[int] = Counter()
-        ahead = JOBS_AHEAD_PER_WORKER * len(self._processes)
-        while waiting or handed_out:
-            while waiting and len(handed_out) < ahead:
-                number = waiting.pop()
-                handed_out.add(number)
-                self._tasks.put((number, jobs[number]))
-            try:
-                kind, slot, number, payload, trace = self._results.get(timeout=_POLL_SECONDS)
-            except queue.Empty:
-                for number, record in self._replace_dead_workers(jobs, handed_out, attempts):
-                    handed_out.discard(number)
-                    if record is None:
-                        waiting.append(number)  # try again in a new worker
-                    else:
-                        records[jobs[number].stem] = record
-                        bar.finished(record)
-                continue
-            if kind == "ready":
-                self._ready.add(slot)
-            elif kind == "failed":
-                raise _worker_failure(payload, trace, jobs[number] if number >= 0 else None)
-            elif number in handed_out:
-                handed_out.discard(number)
-                records[jobs[number].stem] = payload
-                bar.finished(payload)
-        return records
-
-    def _replace_dead_workers(self, jobs, handed_out, attempts) -> list[tuple[int, dict | None]]:
-        """Restarts dead workers; returns (job number, its record or None to retry) for the
-        jobs they were working on."""
-        settled = []
-        for slot, process in enumerate(self._processes):
-            if process.is_alive():
-                continue
-            if slot not in self._ready:
-                raise PrepareError(
-                    f"a feature preparation worker exited (code {process.exitcode}) before it "
-                    "started; its error is printed above, or rerun with --workers 1 to see it in "
-                    "this process (a script calling prepare() must do so under `if __name__ == "
-                    "'__main__':`)"
-                )
-            number = self._current[slot]
-            self._start(slot)
-            if number < 0 or number not in handed_out:
-                continue
-            job = jobs[number]
-            attempts[number] += 1
-            record = _finished_records(self._entries, [job.stem]).get(job.stem)
-            if record is None and attempts[number] > CRASH_RETRIES:
-                record = {
-                    "status": "skipped",
-                    "reason": "decoder_crashed",
-                    "detail": f"the process decoding it died (exit code {process.exitcode}) "
-                    f"{attempts[number]} times",
-                    "track_id": job.track.track_id,
-                }
-                write_json(self._entries / f"{job.stem}.json", record)
-            settled.append((number, record))
-        return settled
-
-    def close(self) -> None:
-        """Stops the workers: gently when they are idle, by force after a short wait."""
-        for _ in self._processes:
-            self._tasks.put(None)
-        for process in self._processes:
-            process.join(timeout=2.0)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=2.0)
-            if process.is_alive():
-                process.kill()
-                process.join()
-        for channel in (self._tasks, self._results):
-            channel.cancel_join_thread()
-            channel.close()
-
-
-def _worker_failure(error: BaseException, trace: str, job: Job | None) -> Exception:
+def _worker_failure(failure: WorkerError) -> Exception:
     """The error to raise for a worker's unexpected failure: ours as they are, others wrapped
     with the file and the worker's traceback."""
-    if isinstance(error, ConfigError | DatasetError | PrepareError):
-        return error
-    where = f" while preparing {job.track.path}" if job else " while starting"
-    return PrepareError(f"a feature preparation worker failed{where}: {error}\n{trace}")
+    if isinstance(failure.error, ConfigError | DatasetError | PrepareError):
+        return failure.error
+    where = f" while preparing {failure.job.track.path}" if failure.job else " while starting"
+    return PrepareError(
+        f"a feature preparation worker failed{where}: {failure.error}\n{failure.trace}"
+    )
 
 
 def _collect(index, cache_dir, stems, records, problems) -> PreparedDataset:

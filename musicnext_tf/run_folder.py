@@ -18,21 +18,20 @@ replaced atomically. A lock keeps two processes from training one run folder at 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
 
+from musicnext_tf.config import load_run_config
 from musicnext_tf.errors import RunError  # noqa: F401  (raised here; re-exported)
-from musicnext_tf.files import atomic_directory, link_or_copy, write_json
+from musicnext_tf.files import atomic_directory, exclusive_lock, link_or_copy, write_json
 
 CHECKPOINTS = "checkpoints"
 TRAINER_WEIGHTS = "trainer.weights.h5"
@@ -164,31 +163,46 @@ def _seed_generator_states(model: keras.Model) -> list:
     return [v for v in model.non_trainable_variables if v.path.endswith("seed_generator_state")]
 
 
-@contextlib.contextmanager
-def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
-    """Holds an exclusive lock on `RUN_DIR/.lock` while a process trains the run. The operating
-    system releases it when the process ends, however it ends (kill -9 included)."""
-    try:
-        import fcntl
-    except ImportError:  # not on POSIX: no lock
-        yield
-        return
-    path = Path(run_dir) / ".lock"
-    with path.open("a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip()
-            raise RunError(
-                f"{run_dir} is being trained by another process"
-                f"{f' (pid {owner})' if owner else ''}; wait for it to end or stop it first"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def run_lock(run_dir: str | os.PathLike):
+    """Holds an exclusive lock on `RUN_DIR/.lock` while a process trains the run; a second
+    process is refused. The system releases it however the process ends (kill -9 included)."""
+
+    def refuse(holder: str) -> None:
+        raise RunError(
+            f"{run_dir} is being trained by another process"
+            f"{f' (pid {holder})' if holder else ''}; wait for it to end or stop it first"
+        )
+
+    return exclusive_lock(Path(run_dir) / ".lock", on_busy=refuse)
+
+
+def choose_model(run_dir: str | os.PathLike, which: str | None) -> str:
+    """ "best" or "last": the one asked for, else the run's `[train] report_model` (the best by
+    default) when the run kept it, else the last."""
+    if which is None:
+        preferred = load_run_config(run_dir).train.report_model
+        which = preferred if model_file(run_dir, preferred).exists() else "last"
+    if which not in MODELS:
+        raise RunError(f"--model must be one of {MODELS}, got {which!r}")
+    if model_file(run_dir, which).exists():
+        return which
+    if which == "best" and model_file(run_dir, "last").exists():
+        raise RunError(
+            f"{run_dir} has no best model: the run had no validation split ([data] "
+            "validation_fraction = 0); use the last model with --model last"
+        )
+    raise RunError(
+        f"{model_file(run_dir, which)} not found: no epoch of this run has completed yet; "
+        f"continue it with `musicnext-tf fit --resume {run_dir}`"
+    )
+
+
+def model_epoch(run_dir: str | os.PathLike, which: str) -> int | None:
+    """The epoch whose weights `model_{which}.keras` holds, from the latest checkpoint."""
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        return None
+    state = checkpoint.state()
+    if which == "best":
+        return (state.get("best") or {}).get("epoch")
+    return state.get("epochs_completed")

@@ -1,12 +1,14 @@
-"""Scores of a set of predictions: confusion matrices (counts and percent) and per-genre
-precision, recall and F1 (scikit-learn). No TensorFlow: the network's evaluation and the
-classical baseline report in the same form."""
+"""Scores of a set of predictions: accuracy, the confusion matrix (counted by `reporting`) and
+per-genre precision, recall and F1 (scikit-learn). No TensorFlow: the network's evaluation and
+the classical baseline report in the same form."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import numpy as np
+
+from musicnext_tf.reporting import confusion_counts, row_percent
 
 
 def level_report(truth: np.ndarray, predicted: np.ndarray, genres: Sequence[str]) -> dict:
@@ -15,10 +17,10 @@ def level_report(truth: np.ndarray, predicted: np.ndarray, genres: Sequence[str]
     Rows of the confusion matrix are the true genres that occur (`rows`), columns all the model's
     genres; `confusion_percent` divides each row by its count, so every row sums to 100.
     """
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+    from sklearn.metrics import precision_recall_fscore_support
 
     classes = np.arange(len(genres))
-    counts = confusion_matrix(truth, predicted, labels=classes)
+    counts = confusion_counts(truth, predicted, len(genres))
     present = counts.sum(axis=1) > 0
     precision, recall, f1, support = precision_recall_fscore_support(
         truth, predicted, labels=classes, zero_division=0
@@ -31,9 +33,7 @@ def level_report(truth: np.ndarray, predicted: np.ndarray, genres: Sequence[str]
         "rows": [genres[i] for i in classes[present]],
         "columns": list(genres),
         "confusion_counts": counts[present].tolist(),
-        "confusion_percent": (
-            100.0 * counts[present] / counts[present].sum(axis=1, keepdims=True)
-        ).tolist(),
+        "confusion_percent": row_percent(counts[present]).tolist(),
         "per_genre": {
             genre: {
                 "precision": float(precision[i]),

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from musicnext_tf.files import atomic_write
+from musicnext_tf.reporting import figure_png
 
 FORMATS = ("csv", "json")
 
@@ -69,40 +70,36 @@ def timeline_json(timeline: Timeline, genres: Sequence[str], path: str) -> str:
 def timeline_png(timeline: Timeline, genres: Sequence[str], title: str) -> bytes:
     """A heat strip of the genre probabilities over time (rows: genres, columns: segments), with
     each segment's most probable genre marked; raises ImportError without matplotlib."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     end = float(timeline.end_s[-1]) if len(timeline.end_s) else 1.0
     start = float(timeline.start_s[0]) if len(timeline.start_s) else 0.0
-    figure = Figure(figsize=(9.0, 1.2 + 0.32 * len(genres)), layout="constrained")
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    image = axes.imshow(
-        timeline.probabilities.T,
-        aspect="auto",
-        interpolation="nearest",
-        cmap="magma",
-        vmin=0.0,
-        vmax=1.0,
-        origin="lower",
-        extent=(start, end, -0.5, len(genres) - 0.5),
-    )
-    middles = (timeline.start_s + timeline.end_s) / 2
-    axes.plot(
-        middles,
-        timeline.probabilities.argmax(axis=1),
-        "o",
-        color="cyan",
-        markersize=3,
-        label="most probable",
-    )
-    axes.set_yticks(range(len(genres)), genres)
-    axes.set_xlabel("time (s)")
-    axes.set_title(f"{title} (dots: each segment's most probable genre)", fontsize=10)
-    figure.colorbar(image, ax=axes, label="probability", pad=0.01)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=110)
-    return buffer.getvalue()
+
+    def draw(figure) -> None:
+        axes = figure.add_subplot()
+        image = axes.imshow(
+            timeline.probabilities.T,
+            aspect="auto",
+            interpolation="nearest",
+            cmap="magma",
+            vmin=0.0,
+            vmax=1.0,
+            origin="lower",
+            extent=(start, end, -0.5, len(genres) - 0.5),
+        )
+        middles = (timeline.start_s + timeline.end_s) / 2
+        axes.plot(
+            middles,
+            timeline.probabilities.argmax(axis=1),
+            "o",
+            color="cyan",
+            markersize=3,
+            label="most probable",
+        )
+        axes.set_yticks(range(len(genres)), genres)
+        axes.set_xlabel("time (s)")
+        axes.set_title(f"{title} (dots: each segment's most probable genre)", fontsize=10)
+        figure.colorbar(image, ax=axes, label="probability", pad=0.01)
+
+    return figure_png(draw, (9.0, 1.2 + 0.32 * len(genres)), dpi=110)
 
 
 def timeline_names(paths: Sequence[str | os.PathLike]) -> list[str]:

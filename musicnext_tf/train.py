@@ -54,6 +54,7 @@ from musicnext_tf.model import build_model, needs_labels, training_model
 from musicnext_tf.monitor import tensorboard_callbacks, write_final_results
 from musicnext_tf.pipeline import feature_statistics, steps_per_epoch, training_dataset
 from musicnext_tf.prepare import PreparedDataset, SplitFeatures, prepare
+from musicnext_tf.progress import keras_verbosity
 from musicnext_tf.run_folder import (
     Checkpoint,
     RunError,
@@ -572,7 +573,7 @@ def _train(
             initial_epoch=initial_epoch,
             steps_per_epoch=run.steps_per_epoch,
             callbacks=training_callbacks(run, callbacks) if role.is_chief else list(callbacks),
-            verbose=1 if progress and role.is_chief else 0,
+            verbose=keras_verbosity(progress and role.is_chief),
         )
         epochs_completed += len(history.epoch)
     if not role.is_chief:

@@ -39,7 +39,9 @@ from musicnext_tf.open_set import (
     clip_scores,
     rejection_quality,
 )
+from musicnext_tf.reporting import markdown_table
 
+CALIBRATION_FIGURES = ("ece", "nll", "brier", "accuracy", "mean_confidence")  # the table's columns
 PROBES_PER_KIND = 10  # generated clips per kind of out-of-distribution probe
 CLIPS_PER_BATCH = 8  # waveforms classified at once (memory: 8 x `SEGMENTS_PER_STEP` segments)
 log = logging.getLogger(__name__)
@@ -211,18 +213,13 @@ def markdown_section(report: dict) -> str:
                 f"{calibration['validation_clips']} validation clips (clip-level NLL).",
                 "",
             ]
-        lines += [
-            "| level | | ECE | NLL | Brier | accuracy | mean confidence |",
-            "|---|---|" + "---:|" * 5,
+        rows = [
+            [level, stage, *(figures[key] for key in CALIBRATION_FIGURES)]
+            for level in ("clip", "segment")
+            for stage, figures in calibration[level].items()
         ]
-        for level in ("clip", "segment"):
-            for stage, figures in calibration[level].items():
-                lines.append(
-                    f"| {level} | {stage} | {figures['ece']:.4f} | {figures['nll']:.4f} | "
-                    f"{figures['brier']:.4f} | {figures['accuracy']:.4f} | "
-                    f"{figures['mean_confidence']:.4f} |"
-                )
-        lines.append("")
+        header = ["level", "", "ECE", "NLL", "Brier", "accuracy", "mean confidence"]
+        lines += [*markdown_table(header, rows, align="llrrrrr", floats=".4f"), ""]
     open_set = report.get("open_set")
     if open_set:
         lines += [
@@ -236,17 +233,15 @@ def markdown_section(report: dict) -> str:
                 else "none (no validation split: every clip is known)."
             ),
             "",
-            "| score | unknown set | clips | AUROC | false acceptance | known acceptance |",
-            "|---|---|---:|---:|---:|---:|",
         ]
-        for score, results in open_set["scores"].items():
-            for name, quality in results["sets"].items():
-                lines.append(
-                    f"| {score} | {name} | {quality['unknown']} | {_figure(quality['auroc'])} | "
-                    f"{_figure(quality['false_acceptance'])} | "
-                    f"{_figure(quality['known_acceptance'])} |"
-                )
-        lines.append("")
+        rows = [
+            [score, name, quality["unknown"]]
+            + [_figure(quality[key]) for key in ("auroc", "false_acceptance", "known_acceptance")]
+            for score, results in open_set["scores"].items()
+            for name, quality in results["sets"].items()
+        ]
+        header = ["score", "unknown set", "clips", "AUROC", "false acceptance", "known acceptance"]
+        lines += [*markdown_table(header, rows, align="llrrrr"), ""]
     return "\n".join(lines)
 
 

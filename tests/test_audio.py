@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import sys
+import types
+
 import librosa
 import numpy as np
 import pytest
 import soundfile
 
-from musicnext_tf.audio import AudioError, clip_window, load_clip, probe
+from musicnext_tf.audio import (
+    AudioError,
+    SoundfileDecoder,
+    TfioDecoder,
+    clip_window,
+    load_clip,
+    probe,
+)
+from musicnext_tf.config import ConfigError
 
 
 def write_tone(path, seconds, rate=22050, channels=1, subtype=None, frequency=440.0):
@@ -147,3 +158,84 @@ def test_probe_reports_header_facts(tmp_path):
     info = probe(tmp_path / "x.flac")
     assert (info.sample_rate, info.frames, info.channels) == (44100, 110250, 2)
     assert info.duration == pytest.approx(2.5)
+
+
+# 32-bit integers at full scale and near zero; 0x7FC00000 and 0x7FFFFFFF are NaN as float32 bits
+INT32_SAMPLES = np.array(
+    [0, 1, -1, 12345, -99999, 2**30, -(2**30), 0x7FC00000, 2**31 - 1, -(2**31)], np.int64
+).astype(np.int32)
+
+
+def write_int32_wav(path, rate=8000, seconds=1.5) -> np.ndarray:
+    """A 32-bit integer PCM WAV repeating INT32_SAMPLES; returns its samples as written."""
+    samples = np.resize(INT32_SAMPLES, int(rate * seconds))
+    soundfile.write(str(path), samples, rate, subtype="PCM_32")
+    return samples
+
+
+def test_soundfile_reads_32_bit_integer_wav_at_full_scale(tmp_path):
+    samples = write_int32_wav(tmp_path / "int32.wav")
+    assert soundfile.info(str(tmp_path / "int32.wav")).subtype == "PCM_32"
+    decoded = load_clip(tmp_path / "int32.wav", 8000, "head", min_seconds=1.0)
+    # all 32 bits count: 12345 / 2**31 would read as 0 from the top 16 or 24 bits
+    np.testing.assert_array_equal(decoded, samples.astype(np.float32) / np.float32(2**31))
+
+
+class TfioLikeWav:
+    """tensorflow-io's `AudioIOTensor` on a 32-bit WAV as its WAV kernel reads one
+    (tensorflow/io, core/kernels/audio_video_wav_kernels.cc): float32 whatever the header's
+    format tag, the file's bytes copied unchanged."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __getitem__(self, window: slice):
+        integers = soundfile.info(self.path).subtype == "PCM_32"
+        samples, _ = soundfile.read(
+            self.path,
+            dtype="int32" if integers else "float32",
+            start=window.start,
+            stop=window.stop,
+            always_2d=True,
+        )
+        return types.SimpleNamespace(numpy=lambda: samples.view(np.float32))
+
+
+@pytest.mark.parametrize("subtype", ["PCM_32", "FLOAT"])
+def test_tfio_path_scales_32_bit_integers_that_tensorflow_io_types_as_floats(
+    tmp_path, monkeypatch, subtype
+):
+    """Runs without tensorflow-io: a stand-in returns what its WAV kernel returns."""
+    path = tmp_path / "x.wav"
+    if subtype == "PCM_32":
+        write_int32_wav(path)
+    else:
+        write_tone(path, 1.5, rate=8000, subtype="FLOAT")
+    fake = types.SimpleNamespace(audio=types.SimpleNamespace(AudioIOTensor=TfioLikeWav))
+    monkeypatch.setitem(sys.modules, "tensorflow_io", fake)
+    ours = TfioDecoder().read(path, 100, 9000)
+    np.testing.assert_array_equal(ours, SoundfileDecoder().read(path, 100, 9000))
+
+
+@pytest.fixture(scope="module")
+def tfio_loads(tmp_path_factory):
+    """Skips unless tensorflow-io decodes here: its import succeeds on TensorFlow >= 2.18 too,
+    where its ops then fail to load, so a tiny WAV is decoded through it."""
+    path = tmp_path_factory.mktemp("tfio") / "probe.wav"
+    write_tone(path, 0.1, rate=8000, subtype="PCM_16")
+    try:
+        TfioDecoder().read(path, 0, 800)
+    except ConfigError as error:  # not installed, or its ops do not load on this TensorFlow
+        pytest.skip(f"tensorflow-io does not decode here: {error}")
+
+
+@pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT"])
+def test_tfio_decodes_wav_like_soundfile(tfio_loads, tmp_path, subtype):
+    path = tmp_path / "x.wav"
+    if subtype == "PCM_32":
+        write_int32_wav(path)
+    else:
+        write_tone(path, 1.5, rate=8000, channels=2, subtype=subtype)
+    theirs = load_clip(path, 8000, "head", min_seconds=1.0, decoder="soundfile")
+    ours = load_clip(path, 8000, "head", min_seconds=1.0, decoder="tfio")
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-7)

@@ -202,6 +202,7 @@ def test_convnext_layer_scale_setting():
     assert not layers_of(build_model(config, features, 3), LayerScale)
 
 
+@pytest.mark.slow  # trains two networks end to end (~20 s)
 def test_cli_fit_trains_the_chosen_network(tmp_path):
     root = write_timbre_dataset(tmp_path / "data", clips_per_class=3)
     user = tmp_path / "tiny.toml"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +16,10 @@ from benchmarks import prepare as prepare_benchmark
 from benchmarks.compute import build_workbench, forward_flops, gemm_shapes
 from benchmarks.prepare_child import completion_rates
 from benchmarks.results import Figure, table, write_json
-from benchmarks.run import Settings, run_families
+from benchmarks.run import FAMILIES, Settings, main, run_families
 from musicnext_tf.config import resolve
 
+REPOSITORY = Path(__file__).resolve().parents[1]
 TINY = Settings(
     batch_size=4,
     repeats=1,
@@ -28,6 +31,7 @@ TINY = Settings(
     fit_steps=1,
     fit_rounds=1,
     serving_batch=2,
+    startup_runs=3,
 )
 
 
@@ -38,6 +42,7 @@ def tiny_config():
     return resolve("gtzan", overrides=overrides)
 
 
+@pytest.mark.slow  # runs four benchmark families (~20 s)
 def test_suite_writes_every_figure_with_target_and_status(tiny_config, tmp_path):
     figures = run_families(TINY, ("compute", "features", "pipeline", "serving"), tiny_config)
     path = tmp_path / "results.json"
@@ -134,6 +139,7 @@ def test_real_music_intervals_are_student_t_over_folds():
     assert mean_interval([0.4]) == (0.4, 0.0)
 
 
+@pytest.mark.slow  # trains a model per fold (~20 s)
 def test_real_music_trains_each_fold_reports_both_and_reuses_finished_folds(tmp_path, capsys):
     from helpers import write_timbre_dataset
 
@@ -175,3 +181,45 @@ def test_real_music_needs_a_data_folder(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--only", "real-music", "--data-dir", ".", "--folds", "0"])
     assert "--folds" in capsys.readouterr().err
+
+
+def test_startup_figures_are_ratios_to_a_bare_python_start(tiny_config):
+    figures = run_families(TINY, ("startup",), tiny_config)  # builds no model: a few seconds
+    help_ratio, version_ratio, help_time = figures
+    assert help_ratio.name == "musicnext-tf --help / python -c pass"
+    assert version_ratio.name == "musicnext-tf --version / python -c pass"
+    details = help_ratio.details
+    for option, figure in (("--help", help_ratio), ("--version", version_ratio)):
+        assert len(details["seconds"][option]) == TINY.startup_runs
+        median = details["median_seconds"]
+        assert figure.value == pytest.approx(median[option] / median["python -c pass"])
+        # the package and argparse cost more than a bare interpreter
+        assert figure.value > 1.0 and (figure.target, figure.comparison) == (3.0, "<=")
+    assert help_time.value == pytest.approx(1000.0 * details["median_seconds"]["--help"])
+    assert help_time.unit == "ms" and help_time.status == "info"
+
+
+def test_an_unknown_family_exits_with_the_choices_named():
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--only", "startup", "nosuch"],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert "argument --only: invalid choice: 'nosuch'" in result.stderr
+    assert all(f"'{family}'" in result.stderr for family in (*FAMILIES, "real-music"))
+
+
+def test_an_unknown_option_or_bad_value_exits_non_zero_naming_it(capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["--quik"])
+    assert exit.value.code == 2
+    assert "unrecognized arguments: --quik" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit:
+        main(["--precision", "float8"])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --precision: invalid choice: 'float8'" in err
+    assert "'float32', 'mixed_bfloat16', 'mixed_float16'" in err

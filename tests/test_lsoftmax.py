@@ -184,3 +184,45 @@ def test_keras_round_trip_keeps_outputs_and_annealing_state(tmp_path, rng):
     head = restored.get_layer("head")
     assert isinstance(head, LSoftmax) and head.margin == 3 and int(head.anneal_step.numpy()) == 17
     assert isinstance(restored.loss, LSoftmaxLoss)
+
+
+@pytest.mark.parametrize("step", [1_000_000, 3_000])
+def test_training_model_applies_the_margin_of_the_annealed_lambda(step, rng):
+    """Through `training_model` after `step` annealing steps: at step 1e6 lambda is ~0, so the
+    true class's logit is |W_y||x| psi(theta_y) alone (the full margin); at step 3000 lambda is
+    about 1000 (1 + 0.075)^-35 = 79. The other logits stay W_j.x."""
+    from musicnext_tf import MusicNeXt, training_model
+    from musicnext_tf.model import embedding_model
+
+    margin, classes = 4, 8
+    classifier = MusicNeXt(
+        classes, input_shape=(32, 16, 1), depths=(1, 1), widths=(8, 16), margin=margin
+    )
+    segments = rng.standard_normal((2, 32, 16, 1)).astype(np.float32)
+    features = embedding_model(classifier)(segments).numpy().astype(np.float64)
+    # class j's weights at angle (j + 1/2) pi / classes from the first segment's features, so
+    # its true-class angles fall in every interval [k pi/m, (k+1) pi/m] of psi
+    first = features[0] / np.linalg.norm(features[0])
+    other = rng.standard_normal(first.size)
+    other -= (other @ first) * first
+    other /= np.linalg.norm(other)
+    angles = (np.arange(classes) + 0.5) * np.pi / classes
+    W = np.cos(angles)[:, None] * first + np.sin(angles)[:, None] * other  # [classes, dim]
+    head = classifier.get_layer("head")
+    head.kernel.assign(W.T.astype(np.float32))
+    head.anneal_step.assign(step)
+    lam = 1000.0 * (1.0 + 2.5e-5 * step) ** -35.0  # the schedule's defaults, in numpy
+    assert float(head.current_lambda) == pytest.approx(lam, rel=1e-4, abs=1e-30)
+
+    x = np.repeat(features, classes, axis=0)  # every segment with every label
+    labels = np.tile(np.arange(classes), len(features))
+    outputs = training_model(classifier)(
+        {"segments": np.repeat(segments, classes, axis=0), "labels": labels}, training=True
+    )
+    expected = reference_margin_logits(x, W, labels, margin, lam)
+    cosines = np.sum(x * W[labels], axis=1) / np.linalg.norm(x, axis=1)
+    intervals = np.minimum(np.floor(np.arccos(cosines) * margin / np.pi), margin - 1)
+    assert set(intervals) == set(range(margin))  # every branch of psi is checked
+    np.testing.assert_allclose(outputs["margin_logits"].numpy(), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(outputs["logits"].numpy(), x @ W.T, rtol=1e-4, atol=1e-5)
+    assert int(head.anneal_step.numpy()) == step + 1

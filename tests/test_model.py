@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from musicnext_tf import LSoftmax, MusicNeXt, training_model
+from musicnext_tf.layers import StochasticDepth
 from musicnext_tf.model import embedding_model, needs_labels
 
 PAPER_DEPTHS, PAPER_WIDTHS = (3, 3, 9, 3), (96, 192, 384, 768)
@@ -151,3 +152,18 @@ def test_stochastic_depth_and_layer_scale_options_build_and_run(rng):
     )
     rates = [model.get_layer(f"stage_1_block_{b}_drop_path").rate for b in range(2)]
     assert rates[-1] == pytest.approx(0.2)
+
+
+def test_drop_path_rates_rise_linearly_over_every_block_of_the_network():
+    """ConvNeXt's rule counted by hand: block i of n (all stages in order) drops at
+    drop_path * i / (n - 1); the first block's rate is 0, so it has no drop layer."""
+    depths = (1, 2, 3)
+    model = MusicNeXt(3, input_shape=(32, 16, 1), depths=depths, widths=(4, 8, 8), drop_path=0.3)
+    blocks = [(stage, block) for stage, depth in enumerate(depths) for block in range(depth)]
+    expected = {
+        f"stage_{stage}_block_{block}_drop_path": 0.3 * index / (len(blocks) - 1)
+        for index, (stage, block) in enumerate(blocks)
+        if index > 0
+    }
+    found = {layer.name: layer.rate for layer in model.layers if isinstance(layer, StochasticDepth)}
+    assert found == pytest.approx(expected)  # the same blocks, the same rates

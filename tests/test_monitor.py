@@ -28,6 +28,7 @@ from musicnext_tf.config import TrainConfig
 from musicnext_tf.model import build_model, embedding_model, needs_labels, training_model
 from musicnext_tf.pipeline import steps_per_epoch, training_dataset
 from musicnext_tf.prepare import prepare
+from musicnext_tf.reporting import confusion_image
 from musicnext_tf.train import compile_for_training, fit
 
 EPOCHS = 2
@@ -36,42 +37,6 @@ NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # 127.0
 
 
 # ---- pure pieces --------------------------------------------------------------------------------
-
-
-def test_confusion_percent_matches_scikit_learn(rng):
-    truth = rng.integers(0, 4, 200)
-    predicted = np.where(rng.random(200) < 0.6, truth, rng.integers(0, 4, 200))
-    percent = monitor.confusion_percent(truth, predicted, 4)
-    np.testing.assert_allclose(
-        percent, 100.0 * confusion_matrix(truth, predicted, normalize="true"), rtol=1e-12
-    )
-    np.testing.assert_allclose(percent.sum(axis=1), 100.0)
-    # a genre without examples gets a zero row, not a division by zero
-    sparse = monitor.confusion_percent(np.array([0, 0, 2]), np.array([0, 1, 1]), 3)
-    np.testing.assert_allclose(sparse, [[50, 50, 0], [0, 0, 0], [0, 100, 0]])
-
-
-def test_confusion_image_shades_each_cell_by_its_percentage():
-    image = monitor.confusion_image(np.array([[100.0, 0.0], [25.0, 75.0]]), size=64)
-    assert image.shape == (64, 64, 3) and image.dtype == np.uint8
-    white, blue = np.array([255, 255, 255]), np.array([8, 48, 107])
-    cells = image[16::32, 16::32]  # the centre pixel of each 32 x 32 cell
-    np.testing.assert_array_equal(cells[0, 0], blue)
-    np.testing.assert_array_equal(cells[0, 1], white)
-    np.testing.assert_array_equal(cells[1, 0], np.round(white + 0.25 * (blue - white)))
-    np.testing.assert_array_equal(cells[1, 1], np.round(white + 0.75 * (blue - white)))
-    assert np.all(image[:32, :32] == blue)  # cells are uniform blocks
-    assert monitor.confusion_image(np.zeros((100, 100))).shape == (400, 400, 3)  # >= 4 px a cell
-
-
-def test_confusion_table_is_markdown_with_genre_names():
-    table = monitor.confusion_table(np.array([[90.0, 10.0], [0.0, 100.0]]), ["jazz", "rock"])
-    assert table == (
-        "| true \\ predicted | jazz | rock |\n"
-        "|---|---|---|\n"
-        "| jazz | 90.0 | 10.0 |\n"
-        "| rock | 0.0 | 100.0 |"
-    )
 
 
 def test_mel_image_puts_time_left_to_right_and_low_bands_at_the_bottom():
@@ -162,9 +127,7 @@ def test_logger_matches_an_independent_recomputation(timbre_root, cache_dir, tmp
     assert [step for step, _ in images] == EPOCH_STEPS
     width, height, last_png = images[-1][1][0], images[-1][1][1], images[-1][1][2]
     assert (int(width), int(height)) == (255, 255)  # 3 genres x 85-pixel cells
-    np.testing.assert_array_equal(
-        tf.io.decode_png(last_png).numpy(), monitor.confusion_image(expected)
-    )
+    np.testing.assert_array_equal(tf.io.decode_png(last_png).numpy(), confusion_image(expected))
 
     _, pooled = clip_means(classifier, test)
     reader = tf.train.load_checkpoint(str(tmp_path / "logs"))

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -15,11 +16,23 @@ import pytest
 import soundfile
 from dataset_fixtures import write_tone
 from helpers import tiny_config, write_timbre_dataset
+from process_helpers import process_group, wait_until_group_ends
 
 from musicnext_tf import datasets
 from musicnext_tf.cli import main
 from musicnext_tf.config import ConfigError, resolve
-from musicnext_tf.prepare import PrepareError, feature_cache_dir, prepare
+from musicnext_tf.datasets.base import Track
+from musicnext_tf.files import write_json
+from musicnext_tf.prepare import (
+    CRASH_RETRIES,
+    Job,
+    PrepareError,
+    _settle_crash,
+    _worker_failure,
+    feature_cache_dir,
+    prepare,
+)
+from musicnext_tf.workers import WorkerError
 
 TINY_FEATURES = {"n_fft": 512, "n_mels": 32, "segment_frames": 64, "segments_per_clip": 4}
 
@@ -223,20 +236,75 @@ def test_workers_compute_the_same_entries_as_one_process(tmp_path):
         np.testing.assert_array_equal(np.load(a), np.load(b))
 
 
+def test_a_recording_whose_worker_died_is_tried_again_then_skipped(tmp_path):
+    """What prepare answers the worker pool when a worker died on a recording: the entry if the
+    worker wrote it before dying; else None (try again in a new worker); after the retries a
+    "decoder_crashed" skip, written as the entry's record so that a rerun does not retry it."""
+    job = Job(Track("jazz/a.wav", tmp_path / "a.wav", "jazz"), "crashes")
+    for attempt in range(1, CRASH_RETRIES + 1):
+        assert _settle_crash(tmp_path, job, -9, attempt) is None
+    record = _settle_crash(tmp_path, job, -9, CRASH_RETRIES + 1)
+    assert record["status"] == "skipped" and record["reason"] == "decoder_crashed"
+    assert record["track_id"] == "jazz/a.wav" and "exit code -9" in record["detail"]
+    assert json.loads((tmp_path / "crashes.json").read_text(encoding="utf-8")) == record
+    written = Job(Track("jazz/b.wav", tmp_path / "b.wav", "jazz"), "written")
+    skipped = {"status": "skipped", "reason": "silent", "detail": "", "track_id": "jazz/b.wav"}
+    write_json(tmp_path / "written.json", skipped)
+    assert _settle_crash(tmp_path, written, -9, 1) == skipped
+
+
+def test_a_worker_failure_names_the_file_and_keeps_our_own_errors(tmp_path):
+    job = Job(Track("jazz/a.wav", tmp_path / "a.wav", "jazz"), "stem")
+    ours = ConfigError("unknown decoder")
+    assert _worker_failure(WorkerError(ours, "trace", job)) is ours
+    other = _worker_failure(WorkerError(MemoryError("out of memory"), "the worker's trace", job))
+    assert isinstance(other, PrepareError)
+    assert f"while preparing {tmp_path / 'a.wav'}: out of memory" in str(other)
+    assert "the worker's trace" in str(other)
+    assert "while starting" in str(_worker_failure(WorkerError(ImportError("no tf"), "", None)))
+
+
+def test_progress_into_a_file_or_pipe_is_a_plain_line_every_hundred_recordings(
+    tmp_path, capsys, caplog
+):
+    """Under pytest stderr is not a terminal, as in a log file, a pipe or CI: no bar and no
+    control characters, one line per hundred recordings (the default) and a final one. Too short
+    recordings make a quick fixture: they count like the kept ones."""
+    data = write_timbre_dataset(tmp_path / "data", clips_per_class=2, seconds=1.0)
+    for n in range(99):
+        write_tone(data / "drone" / f"short.{n:02d}.wav", 0.5)
+    config = tiny_config(data)
+    caplog.set_level(logging.INFO)
+    assert not sys.stderr.isatty()
+    prepare(datasets.load_index(config), config, progress=True, workers=1)
+    lines = [r.getMessage() for r in caplog.records if r.name == "musicnext_tf.progress"]
+    assert [line.split(" (")[0] for line in lines] == [
+        "prepare folder: 100/105 clips",
+        "prepare folder: 105/105 clips",
+    ]
+    assert " left, skipped " in lines[0] and lines[1].endswith(" taken, skipped 99")
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    for text in (capsys.readouterr().err, logged):
+        assert not any(code in text for code in ("\r", "\x1b", "\b"))
+
+
 def test_tfio_decoder_is_optional_and_named_when_missing(tmp_path):
     data = write_timbre_dataset(tmp_path / "data", clips_per_class=2)
     config = tiny_config(data, audio={"decoder": "tfio"})
-    try:
-        import tensorflow_io  # noqa: F401
-    except Exception:
+    if importlib.util.find_spec("tensorflow_io") is None:
         with pytest.raises(ConfigError, match=r"pip install musicnext-tf\[tfio\]"):
             prepare(datasets.load_index(config), config, progress=False)
-    else:  # pragma: no cover - only where tensorflow-io loads (TensorFlow 2.17)
-        reference = tiny_config(data, data={"cache_dir": str(tmp_path / "sf")})
+        return
+    try:  # pragma: no cover - only where tensorflow-io is installed
         ours = prepare(datasets.load_index(config), config, progress=False)
-        theirs = prepare(datasets.load_index(reference), reference, progress=False)
-        for a, b in zip(ours.split("train").files, theirs.split("train").files):
-            np.testing.assert_allclose(np.load(a), np.load(b), atol=1e-3)
+    except ConfigError as error:  # installed, but its ops do not load on this TensorFlow
+        assert "It needs the TensorFlow it was built for" in str(error)
+        assert "decoder = 'soundfile'" in str(error)
+        return
+    reference = tiny_config(data, data={"cache_dir": str(tmp_path / "sf")})
+    theirs = prepare(datasets.load_index(reference), reference, progress=False)
+    for a, b in zip(ours.split("train").files, theirs.split("train").files):
+        np.testing.assert_allclose(np.load(a), np.load(b), atol=1e-3)
 
 
 KILL_SCRIPT = """
@@ -268,8 +336,7 @@ def test_prepare_killed_half_way_resumes_without_recomputing(tmp_path):
     script = tmp_path / "run_prepare.py"
     tests = str(Path(__file__).parent)
     script.write_text(KILL_SCRIPT.format(tests=tests, data=str(data), cache=str(cache)))
-    process = subprocess.Popen([sys.executable, str(script)], start_new_session=True)
-    try:
+    with process_group([sys.executable, str(script)]) as process:
         deadline = time.monotonic() + 120
         while len(_entries(cache)) < 12 and process.poll() is None:
             assert time.monotonic() < deadline, "prepare made no progress"
@@ -279,19 +346,7 @@ def test_prepare_killed_half_way_resumes_without_recomputing(tmp_path):
         finished = _entries(cache)
         assert 12 <= len(finished) < 90, "the kill came too late to test resuming"
         # the workers notice that their parent is gone and exit
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                os.killpg(process.pid, 0)
-            except ProcessLookupError:
-                break
-            assert time.monotonic() < deadline, "workers outlived their killed parent"
-            time.sleep(0.2)
-    finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        wait_until_group_ends(process, 30, "workers outlived their killed parent")
     config = tiny_config(data, data={"cache_dir": str(cache)}, audio={"clip_seconds": 12.0})
     prepared = prepare(datasets.load_index(config), config, progress=False, workers=1)
     after = _entries(cache)

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -147,49 +149,82 @@ def assert_same_as_reference(run_dir: Path, reference: Path, sessions: list[int]
     assert int(state["optimizer/vars/0"]) == steps  # Adam's iteration count
 
 
+class TerminalOutput:
+    """A pseudo-terminal for a child's stdout and stderr (so Keras draws its live bar, as for a
+    user at a terminal), read into `text` by a thread."""
+
+    def __init__(self):
+        self.master, self.child_end = pty.openpty()
+        self.buffer = bytearray()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while True:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:  # the child's end is closed: it has exited
+                return
+            if not data:
+                return
+            self.buffer += data
+
+    @property
+    def text(self) -> str:
+        return bytes(self.buffer).decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        self.reader.join(timeout=5)
+        os.close(self.master)
+
+
 def test_kill_9_during_epoch_2_then_resume_equals_an_uninterrupted_run(workspace, reference_run):
     run_dir = workspace / "killed"
-    log_path = workspace / "killed.log"
     ansi = re.compile(r"\x1b\[[0-9;]*m")
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            cli_command(fit_arguments(workspace, run_dir)),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=subprocess_environment(),
-        )
-        try:
-            deadline = time.monotonic() + SUBPROCESS_SECONDS
-            while True:
-                assert process.poll() is None, "the run ended before it could be killed"
-                assert time.monotonic() < deadline, "epoch 2 never started"
-                output = ansi.sub("", log_path.read_text())
-                epoch_2 = output.find("Epoch 2/3")
-                if epoch_2 >= 0 and (run_dir / "checkpoints" / "epoch-0001").is_dir():
-                    # Keras' progress bar prints "k/144" after the first steps of epoch 2
-                    seen_steps = re.findall(r"(\d+)/(\d+)", output[epoch_2 + len("Epoch 2/3") :])
-                    if seen_steps:
-                        break
-                time.sleep(0.01)
-            process.send_signal(signal.SIGKILL)
-            process.wait(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    terminal = TerminalOutput()
+    process = subprocess.Popen(
+        cli_command(fit_arguments(workspace, run_dir)),
+        stdout=terminal.child_end,
+        stderr=terminal.child_end,
+        env=subprocess_environment(),
+    )
+    os.close(terminal.child_end)
+    try:
+        deadline = time.monotonic() + SUBPROCESS_SECONDS
+        while True:
+            assert process.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "epoch 2 never started"
+            output = ansi.sub("", terminal.text)
+            epoch_2 = output.find("Epoch 2/3")
+            if epoch_2 >= 0 and (run_dir / "checkpoints" / "epoch-0001").is_dir():
+                # on a terminal Keras' bar prints "k/144" after the first steps of epoch 2
+                seen_steps = re.findall(r"(\d+)/(\d+)", output[epoch_2 + len("Epoch 2/3") :])
+                if seen_steps:
+                    break
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        terminal.close()
     assert process.returncode == -signal.SIGKILL
     assert int(seen_steps[0][0]) < int(seen_steps[0][1])  # killed during epoch 2
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["epoch-0001"]
     assert not (run_dir / "metrics.json").exists()
 
-    resumed = subprocess.run(
-        cli_command(["fit", "--resume", str(run_dir), "--quiet"]),
+    resumed = subprocess.run(  # into pipes: no bar, one line per epoch
+        cli_command(["fit", "--resume", str(run_dir)]),
         env=subprocess_environment(),
         capture_output=True,
         text=True,
         timeout=SUBPROCESS_SECONDS,
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert not any(code in resumed.stdout + resumed.stderr for code in ("\r", "\x1b", "\b"))
+    epoch_3 = resumed.stdout.split("Epoch 3/3\n", 1)[1].splitlines()[0]
+    assert re.match(r"\d+/\d+ - \d+s - ", epoch_3), epoch_3  # Keras's one line of the epoch
     assert_same_as_reference(run_dir, reference_run, sessions=[1, 2, 2])
     ours, theirs = (
         json.loads((path / "metrics.json").read_text()) for path in (run_dir, reference_run)

@@ -17,13 +17,9 @@ import pytest
 from musicnext_tf import cli, train
 from musicnext_tf.config import ConfigError
 from musicnext_tf.paper_results import MUSICNEXT_ACCURACY, NOT_REPORTED
-from musicnext_tf.sweep import (
-    EXPERIMENTS,
-    CellResult,
-    plan,
-    run_experiment,
-    write_results,
-)
+from musicnext_tf.sweep import run_experiment
+from musicnext_tf.sweep_plan import EXPERIMENTS, plan
+from musicnext_tf.sweep_report import CellResult, write_results
 
 EPOCHS = 2
 # the demo set with 7 clips of 3 s per genre (2 test and 1 validation clip per genre; 42 clips,

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
+import sys
 import time
 
 import librosa
@@ -16,7 +18,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from musicnext_tf.datasets import synth
+import musicnext_tf.demo_music as synth
 
 RATE = 22050
 
@@ -85,6 +87,37 @@ def test_bad_arguments_raise_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="seconds"):
         synth.synthesize_clip("rock", 0, seconds=0.0)
     assert not any(tmp_path.iterdir())  # validation happens before anything is written
+
+
+def test_listing_datasets_does_not_import_the_synthesiser():
+    # The command line imports `datasets.LOADERS` to check --data; the synthesiser is loaded only
+    # when the demo set is actually indexed.
+    code = (
+        "import sys, musicnext_tf.datasets as d; assert 'demo' in d.LOADERS; "
+        "print(sorted(m for m in sys.modules if m.startswith('musicnext_tf.demo_music')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"
+
+
+def test_demo_loader_indexes_the_synthesised_set(tmp_path):
+    from musicnext_tf import datasets
+    from musicnext_tf.config import ConfigError, resolve
+
+    options = {"clips_per_genre": 4, "seconds": 1.0}
+    config = resolve("demo", None, {"data": {"cache_dir": str(tmp_path), "options": options}})
+    index = datasets.load_index(config, progress=False)
+    assert index.name == "demo" and index.genres == synth.DEMO_GENRES
+    assert sorted(t.track_id for t in index.tracks) == expected_names(4)
+    assert all(t.path.is_file() and t.label == t.path.parent.name for t in index.tracks)
+    assert (index.root / synth.VERSION_FILE).is_file()
+    config.data.options["colour"] = "blue"
+    with pytest.raises(
+        ConfigError, match=r"unknown \[data\] options for the demo dataset: \['colour'\]"
+    ):
+        datasets.load_index(config, progress=False)
 
 
 # --- writer -----------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -22,10 +23,36 @@ RATE = 22050
 SEGMENT_SECONDS = 64 * 256 / RATE  # the tiny config's segment: 64 frames of 256 samples
 
 
+class Warnings(logging.Handler):
+    """Keeps the text of every warning logged while it is attached."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def fit_warnings():
+    return Warnings()
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, fit_warnings):
     """A tiny run with a validation split, so `fit` calibrates it."""
-    return train_tiny_run(tmp_path_factory.mktemp("trust"), data={"validation_fraction": 0.34})
+    logging.getLogger().addHandler(fit_warnings)
+    try:
+        return train_tiny_run(tmp_path_factory.mktemp("trust"), data={"validation_fraction": 0.34})
+    finally:
+        logging.getLogger().removeHandler(fit_warnings)
+
+
+def test_fit_warns_of_no_retracing(run, fit_warnings):
+    # every epoch's validation, the test report, calibration and the probes each run the model
+    # on new shapes or in a new classifier: each of them must trace once, silently
+    assert not [message for message in fit_warnings.messages if "retracing" in message]
 
 
 def test_fit_stores_the_calibration_and_reports_it(run):

@@ -16,7 +16,6 @@ from helpers import TIMBRES, timbre_clip, tiny_config
 
 from musicnext_tf import cli
 from musicnext_tf.config import ConfigError, FeatureConfig, ModelConfig, TrainConfig, resolve
-from musicnext_tf.evaluate import choose_model
 from musicnext_tf.model import build_model, training_model
 from musicnext_tf.pipeline import (
     augment_segment,
@@ -26,6 +25,7 @@ from musicnext_tf.pipeline import (
     training_dataset,
 )
 from musicnext_tf.prepare import SplitFeatures
+from musicnext_tf.run_folder import choose_model
 from musicnext_tf.train import compile_for_training, fit, learning_rate
 
 FEATURES = FeatureConfig(n_mels=4, segment_frames=8)

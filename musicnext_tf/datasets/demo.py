@@ -1,7 +1,8 @@
 """The built-in synthetic `demo` dataset: generated once into the cache, then read as a folder.
 
 It goes through the same loader, pipeline, model and loss as a real dataset, so a newcomer can train
-end to end with no download. Options (`[data] options` in the config): `clips_per_genre` (32),
+end to end with no download. The audio comes from `musicnext_tf.demo_music`, imported only here, when
+the set is indexed. Options (`[data] options` in the config): `clips_per_genre` (32),
 `seconds` (30.0).
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from musicnext_tf.config import ConfigError, ExperimentConfig, default_cache_dir
-from musicnext_tf.datasets import folder, synth
+from musicnext_tf.datasets import folder
 from musicnext_tf.datasets.base import DatasetIndex
 
 DEFAULT_CLIPS_PER_GENRE = 32
@@ -34,7 +35,11 @@ def load_index(config: ExperimentConfig, progress: bool = True) -> DatasetIndex:
             "['clips_per_genre', 'seconds']"
         )
     root = demo_root(config) / f"clips{clips}-{seconds:g}s-{config.audio.sample_rate}hz"
-    synth.write_demo_dataset(
+    # Imported here: listing or validating datasets (the command line does) must not load the
+    # synthesiser.
+    from musicnext_tf.demo_music import write_demo_dataset
+
+    write_demo_dataset(
         root,
         clips_per_genre=clips,
         seconds=seconds,
