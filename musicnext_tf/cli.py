@@ -7,7 +7,7 @@ import logging
 import sys
 import textwrap
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +36,13 @@ examples:
   musicnext-tf export runs/gtzan-20250101-120000         saved_models/gtzan/<next version>/
   musicnext-tf export runs/gtzan-20250101-120000 --format litert --quantize float16
 """
+
+
+def _describe(parser: argparse.ArgumentParser, **settings) -> None:
+    """Sets a subcommand parser's description, epilog or formatter, which argparse otherwise
+    takes when the parser is created (here: only when its command is the one being run)."""
+    for name, value in settings.items():
+        setattr(parser, name, value)
 
 
 def _add_strict_and_quiet(parser) -> None:
@@ -253,10 +260,9 @@ FIT_SETTINGS = (
 DATA_DIR_OPTION = FIT_SETTINGS[0]
 
 
-def _add_fit_parser(commands) -> None:
-    fit = commands.add_parser(
-        "fit",
-        help="train and evaluate a model; writes a run folder",
+def _fit_arguments(fit) -> None:
+    _describe(
+        fit,
         description=(
             "Train MusicNeXt on a dataset, keeping a checkpoint after every epoch, the best model "
             "(by validation clip accuracy) and the last one, and report the selected model on the "
@@ -292,10 +298,9 @@ def _add_fit_parser(commands) -> None:
     _add_strict_and_quiet(fit)
 
 
-def _add_evaluate_parser(commands) -> None:
-    evaluate = commands.add_parser(
-        "evaluate",
-        help="report a trained run's model on a dataset split",
+def _evaluate_arguments(evaluate) -> None:
+    _describe(
+        evaluate,
         description=(
             "Evaluate a run's best (default, when the run had a validation split) or last model: "
             "segment and clip accuracy, loss, the confusion matrix in percent of each true genre "
@@ -343,10 +348,9 @@ def _add_evaluate_parser(commands) -> None:
     _add_strict_and_quiet(evaluate)
 
 
-def _add_export_parser(commands) -> None:
-    export = commands.add_parser(
-        "export",
-        help="write a run's model as a SavedModel for TensorFlow Serving, or for LiteRT",
+def _export_arguments(export) -> None:
+    _describe(
+        export,
         description=(
             "Export a run's model as BASE/NAME/VERSION/ (saved_model.pb, variables/, assets/) in "
             "TF Serving's layout, VERSION being one more than the highest there. Signatures: "
@@ -393,10 +397,9 @@ def _add_trained_model(parser, metavar: str) -> None:
     )
 
 
-def _add_predict_parser(commands) -> None:
-    predict = commands.add_parser(
-        "predict",
-        help="the genre of audio files, with a trained model",
+def _predict_arguments(predict) -> None:
+    _describe(
+        predict,
         description=(
             "Classify audio files of any length: each file is decoded, mixed to mono, resampled "
             "to the model's sample rate and cut into whole segments, and the segments' genre "
@@ -441,10 +444,9 @@ def _add_predict_parser(commands) -> None:
     _add_strict_and_quiet(predict)
 
 
-def _add_prepare_parser(commands) -> None:
-    prepare = commands.add_parser(
-        "prepare",
-        help="decode a dataset and cache its features (fit does it when needed)",
+def _prepare_arguments(prepare) -> None:
+    _describe(
+        prepare,
         description=(
             "Index a dataset, then decode, resample, apply the clip rule and compute the log-mel "
             "segments of every recording once, into the feature cache (~/.cache/musicnext-tf or "
@@ -472,12 +474,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _add_sweep_parser(commands) -> None:
+def _sweep_arguments(sweep) -> None:
     from musicnext_tf.sweep import EXPERIMENTS, experiments_help
 
-    sweep = commands.add_parser(
-        "sweep",
-        help="reproduce one of the paper's ablations: a grid of runs, a table, a CSV and plots",
+    _describe(
+        sweep,
         description=textwrap.fill(
             "Train every cell of an experiment's grid (each --values entry times each seed) as a "
             "run folder SWEEP_DIR/cells/<cell>/, then write SWEEP_DIR/EXPERIMENT.md (the paper's "
@@ -546,10 +547,9 @@ def _sweep(args) -> int:
     return 0
 
 
-def _add_baseline_parser(commands) -> None:
-    baseline = commands.add_parser(
-        "baseline",
-        help="score the classical baseline on a run's exact split",
+def _baseline_arguments(baseline) -> None:
+    _describe(
+        baseline,
         description=(
             "Train the classical baseline (mean and standard deviation of 20 MFCCs, their "
             "deltas, spectral contrast, centroid, flatness and energy of each recording, from the "
@@ -598,8 +598,8 @@ def _baseline(args) -> int:
     return 0
 
 
-def _add_presets_parser(commands) -> None:
-    commands.add_parser("presets", help="list the dataset presets shipped with the package")
+def _presets_arguments(presets) -> None:
+    """`presets` takes no arguments."""
 
 
 def _presets(args) -> int:
@@ -609,7 +609,10 @@ def _presets(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The command line's parser. Every subcommand is listed; the arguments of `command` alone
+    are built when it is given (all of them when it is None), which keeps `--help`, `--version`
+    and each command's start fast."""
     parser = argparse.ArgumentParser(
         prog="musicnext-tf",
         description="MusicNeXt music genre classification (Keras 3 / TensorFlow).",
@@ -620,9 +623,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"musicnext-tf {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add_parser, _ in COMMANDS.values():
-        add_parser(commands)
+    for name, details in COMMANDS.items():
+        subparser = commands.add_parser(name, help=details.summary)
+        if command in (None, name):
+            details.add_arguments(subparser)
     return parser
+
+
+def _chosen_command(argv: Sequence[str]) -> str:
+    """The subcommand named on the command line ("" when there is none): the first argument that
+    is not an option, as the top-level parser takes no option with a value."""
+    return next((argument for argument in argv if not argument.startswith("-")), "")
 
 
 def _fit_overrides(args) -> dict[str, dict]:
@@ -837,21 +848,54 @@ def _prepare(args) -> int:
 
 
 WITHOUT_TENSORFLOW = ("presets",)  # commands that never need TensorFlow
+
+
 # name -> (function adding the subcommand's parser, function running it and returning an exit code)
+@dataclass(frozen=True)
+class Command:
+    """A subcommand: its line in `musicnext-tf --help`, the function adding its arguments to its
+    parser, and the function running it (returns the exit code)."""
+
+    summary: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
 COMMANDS = {
-    "fit": (_add_fit_parser, _fit),
-    "evaluate": (_add_evaluate_parser, _evaluate),
-    "predict": (_add_predict_parser, _predict),
-    "export": (_add_export_parser, _export),
-    "prepare": (_add_prepare_parser, _prepare),
-    "sweep": (_add_sweep_parser, _sweep),
-    "baseline": (_add_baseline_parser, _baseline),
-    "presets": (_add_presets_parser, _presets),
+    "fit": Command("train and evaluate a model; writes a run folder", _fit_arguments, _fit),
+    "evaluate": Command(
+        "report a trained run's model on a dataset split", _evaluate_arguments, _evaluate
+    ),
+    "predict": Command(
+        "the genre of audio files, with a trained model", _predict_arguments, _predict
+    ),
+    "export": Command(
+        "write a run's model as a SavedModel for TensorFlow Serving, or for LiteRT",
+        _export_arguments,
+        _export,
+    ),
+    "prepare": Command(
+        "decode a dataset and cache its features (fit does it when needed)",
+        _prepare_arguments,
+        _prepare,
+    ),
+    "sweep": Command(
+        "reproduce one of the paper's ablations: a grid of runs, a table, a CSV and plots",
+        _sweep_arguments,
+        _sweep,
+    ),
+    "baseline": Command(
+        "score the classical baseline on a run's exact split", _baseline_arguments, _baseline
+    ),
+    "presets": Command(
+        "list the dataset presets shipped with the package", _presets_arguments, _presets
+    ),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_chosen_command(argv))
     args = parser.parse_args(argv)
     # our INFO lines (what is prepared, resumed, exported); other libraries' INFO lines (absl's
     # "Sharding callback duration", TensorFlow's collective-ops set-up) are chatter, and
@@ -872,7 +916,7 @@ def main(argv: list[str] | None = None) -> int:
             from musicnext_tf.startup import import_tensorflow
 
             import_tensorflow()  # first, so that its start-up chatter stays off the terminal
-        return COMMANDS[args.command][1](args)
+        return COMMANDS[args.command].run(args)
     except (ConfigError, DatasetError, PrepareError, AudioError, RunError, ExportError) as error:
         print(f"musicnext-tf {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -76,7 +76,7 @@ def predict_segments(
     spec = tf.TensorSpec((None, *classifier.input.shape[1:]), tf.float32)
     step = tf.function(functools.partial(classifier, training=False), input_signature=[spec])
     outputs = []
-    with Progress(math.ceil(len(labels) / batch_size), "predict", "batch", progress) as bar:
+    with Progress(math.ceil(len(labels) / batch_size), "predict", "step", progress) as bar:
         for batch in batches:
             outputs.append(tf.nest.map_structure(lambda tensor: tensor.numpy(), step(batch)))
             bar.update()

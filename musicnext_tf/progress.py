@@ -21,7 +21,10 @@ T = TypeVar("T")
 
 
 def is_terminal(stream: TextIO) -> bool:
-    """Whether `stream` is an interactive terminal; a closed or file-less stream is not."""
+    """Whether `stream` is shown live to a user: an interactive terminal, or any stream inside a
+    Jupyter kernel (whose cells draw bars as widgets); a closed or file-less stream is not."""
+    if "ipykernel" in sys.modules:
+        return True
     try:
         return bool(stream.isatty())
     except (AttributeError, ValueError, OSError):
@@ -60,7 +63,7 @@ class Progress:
         self._stack = contextlib.ExitStack()
         self._bar = None
         if enabled and not self._plain:
-            from tqdm import tqdm
+            from tqdm.auto import tqdm  # a widget in a notebook
             from tqdm.contrib.logging import logging_redirect_tqdm
 
             # log records are printed above the bar instead of through it

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 
 from musicnext_tf.progress import Progress, _clock, is_terminal, keras_verbosity, tracked
 
@@ -96,3 +97,8 @@ def test_keras_draws_its_bar_on_a_terminal_only():
     assert keras_verbosity(True, FakeTerminal()) == 1  # the animated bar
     assert keras_verbosity(True, io.StringIO()) == 2  # one line per epoch
     assert keras_verbosity(False, FakeTerminal()) == 0
+
+
+def test_a_notebook_gets_bars(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ipykernel", object())
+    assert is_terminal(io.StringIO()) and keras_verbosity(True, io.StringIO()) == 1

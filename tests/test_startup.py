@@ -87,3 +87,30 @@ def test_public_names_load_lazily_and_register_the_keras_classes():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[0] == "ok"
+
+
+@pytest.mark.parametrize(
+    "arguments, builds_sweep",
+    [
+        (["--help"], False),
+        (["--version"], False),
+        (["fit", "--help"], False),
+        (["sweep", "--help"], True),
+    ],
+)
+def test_only_the_chosen_commands_arguments_are_built(arguments, builds_sweep):
+    # the sweep's arguments need its experiment table: a measure of what is built
+    code = (
+        "import sys\n"
+        "from musicnext_tf import cli\n"
+        "try:\n"
+        f"    cli.main({arguments!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print('musicnext_tf.sweep_plan' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.stdout.strip().splitlines()[-1] == str(builds_sweep), result.stderr
+    if arguments == ["--help"]:  # every command is still listed, with its summary
+        for line in ("fit       train and evaluate", "sweep     reproduce one", "presets   list"):
+            assert line in result.stdout
