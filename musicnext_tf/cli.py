@@ -88,7 +88,12 @@ class SettingOption:
 
     @property
     def dest(self) -> str:
-        return self.flag[2:].replace("-", "_")
+        return _dest(self.flag)
+
+    @property
+    def section_and_key(self) -> tuple[str, str]:
+        section, key = self.setting.split(".")
+        return section, key
 
     def add_to(self, parser) -> None:
         parser.add_argument(self.flag, **self.arguments)
@@ -97,10 +102,15 @@ class SettingOption:
         """(the value given on the command line or None, the flag that gave it)."""
         value = getattr(args, self.dest)
         if value is None and self.fallback:
-            return getattr(args, self.fallback[2:].replace("-", "_")), self.fallback
+            return getattr(args, _dest(self.fallback)), self.fallback
         if value is not None and self.convert:
             value = self.convert(value)
         return value, self.flag
+
+
+def _dest(flag: str) -> str:
+    """argparse's attribute name of a long option: `--split-seed` -> `split_seed`."""
+    return flag[2:].replace("-", "_")
 
 
 def _absolute(path: str | None) -> str | None:
@@ -113,13 +123,15 @@ def _stacking_ratio(text: str) -> list[int]:
     return parse_stacking_ratio(text)
 
 
+# every command reading a dataset takes it; `fit` also overrides the config with it
+DATA_DIR_OPTION = SettingOption(
+    "--data-dir",
+    "data.data_dir",
+    dict(help="the dataset's root folder (default: [data] data_dir or $MUSICNEXT_DATA)"),
+    convert=_absolute,
+)
 FIT_SETTINGS = (
-    SettingOption(
-        "--data-dir",
-        "data.data_dir",
-        dict(help="the dataset's root folder (default: [data] data_dir or $MUSICNEXT_DATA)"),
-        convert=_absolute,
-    ),
+    DATA_DIR_OPTION,
     SettingOption(
         "--epochs", "train.epochs", dict(type=int, help="number of training epochs (paper: 50)")
     ),
@@ -257,7 +269,6 @@ FIT_SETTINGS = (
         movable=True,
     ),
 )
-DATA_DIR_OPTION = FIT_SETTINGS[0]
 
 
 def _fit_arguments(fit) -> None:
@@ -283,7 +294,7 @@ def _fit_arguments(fit) -> None:
         "RUN_DIR/config.json; a finished run is left as it is",
     )
     for option in FIT_SETTINGS:
-        if option.flag != "--data-dir":  # added with the dataset options
+        if option is not DATA_DIR_OPTION:  # added with the dataset options
             option.add_to(fit)
     fit.add_argument(
         "--export-base",
@@ -641,7 +652,7 @@ def _fit_overrides(args) -> dict[str, dict]:
     Where the run trains (`movable` options) is not a setting of a resumed run."""
     overrides: dict[str, dict] = {}
     for option in FIT_SETTINGS:
-        section, key = option.setting.split(".")
+        section, key = option.section_and_key
         value, _ = option.given(args)
         overrides.setdefault(section, {})[key] = None if option.movable and args.resume else value
     return overrides
@@ -659,7 +670,7 @@ def _resume_conflicts(args, config) -> list[str]:
     for option in FIT_SETTINGS:
         if option.movable:
             continue
-        section, key = option.setting.split(".")
+        section, key = option.section_and_key
         value, flag = option.given(args)
         saved = getattr(getattr(config, section), key)
         if value is not None and value != saved:
@@ -850,7 +861,6 @@ def _prepare(args) -> int:
 WITHOUT_TENSORFLOW = ("presets",)  # commands that never need TensorFlow
 
 
-# name -> (function adding the subcommand's parser, function running it and returning an exit code)
 @dataclass(frozen=True)
 class Command:
     """A subcommand: its line in `musicnext-tf --help`, the function adding its arguments to its

@@ -289,11 +289,16 @@ def parse_stacking_ratio(text: str) -> list[int]:
     return depths
 
 
+def _presets_folder():
+    """The package's `pipelines/` folder (an importlib.resources Traversable)."""
+    from importlib import resources  # here: the command line must start fast
+
+    return resources.files("musicnext_tf.pipelines")
+
+
 def preset_names() -> list[str]:
     """Names of the pipeline presets shipped with the package (`pipelines/*.toml`)."""
-    from importlib import resources  # here and below: the command line must start fast
-
-    files = resources.files("musicnext_tf.pipelines")
+    files = _presets_folder()
     return sorted(p.name[: -len(".toml")] for p in files.iterdir() if p.name.endswith(".toml"))
 
 
@@ -317,7 +322,7 @@ def load_preset(name: str) -> dict[str, Any]:
         raise ConfigError(f"no pipeline preset named {name!r}; available: {preset_names()}")
     from importlib import resources
 
-    with resources.as_file(resources.files("musicnext_tf.pipelines") / f"{name}.toml") as path:
+    with resources.as_file(_presets_folder() / f"{name}.toml") as path:
         return load_toml(path)
 
 

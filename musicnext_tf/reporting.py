@@ -132,11 +132,10 @@ def confusion_png(matrix: Mapping, title: str) -> bytes:
         axes.set_yticks(range(len(rows)), rows)
         axes.set_xlabel("predicted genre")
         axes.set_ylabel("true genre")
-        figure.suptitle(title, fontsize=10)
         figure.colorbar(image, ax=axes, label="% of the true genre's clips")
 
     width = max(5.5, 0.55 * len(columns) + 3.0)
-    return figure_png(draw, (width, max(3.5, 0.55 * len(rows) + 2.0)))
+    return figure_png(draw, (width, max(3.5, 0.55 * len(rows) + 2.0)), title=title)
 
 
 # ---- markdown -----------------------------------------------------------------------------------
